@@ -1,0 +1,102 @@
+"""A bounded actor mailbox with `cast` (fire and forget) and `call` (reply with timeout).
+
+A full mailbox answers the caller at once (`MailboxFull`, turned into 503 + Retry-After by the
+front); it never blocks a request or grows without limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+
+class ActorError(Exception):
+    """Base of the errors a caller of an actor can get."""
+
+
+class MailboxFull(ActorError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the actor of {name} is busy (mailbox full)")
+
+
+class ActorUnavailable(ActorError):
+    """The actor is parked after a crash loop, stopped, or not started."""
+
+
+class CallTimeout(ActorError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    message: Any
+    reply: trio.MemorySendChannel[tuple[bool, Any]] | None
+
+
+class Mailbox:
+    def __init__(self, name: str, capacity: int) -> None:
+        self.name = name
+        self.capacity = capacity
+        self._send, self.receive = trio.open_memory_channel[Letter](capacity)
+        self.peak = 0
+
+    def __repr__(self) -> str:
+        return f"<Mailbox {self.name} [{self.size}/{self.capacity}, peak {self.peak}]>"
+
+    @property
+    def size(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    def stats(self) -> dict[str, int]:
+        return {"size": self.size, "capacity": self.capacity, "peak": self.peak}
+
+    def _post(self, letter: Letter) -> None:
+        try:
+            self._send.send_nowait(letter)
+        except trio.WouldBlock:
+            raise MailboxFull(self.name) from None
+        self.peak = max(self.peak, self.size)
+
+    def cast(self, message: Any) -> None:
+        """Queue a message; raises MailboxFull."""
+        self._post(Letter(message, None))
+
+    async def call(self, message: Any, timeout: float) -> Any:
+        """Queue a message and wait for the actor's reply.
+
+        Raises MailboxFull, CallTimeout, or whatever exception the actor answered with.
+        On cancellation the message may still be processed later.
+        """
+        reply_send, reply_receive = trio.open_memory_channel[tuple[bool, Any]](1)
+        self._post(Letter(message, reply_send))
+        with trio.move_on_after(timeout):
+            try:
+                ok, value = await reply_receive.receive()
+            except trio.EndOfChannel:
+                raise ActorUnavailable(f"the actor of {self.name} stopped") from None
+            if ok:
+                return value
+            raise value
+        raise CallTimeout(f"the actor of {self.name} did not answer within {timeout:g} s")
+
+    def drain_with(self, error: Exception) -> None:
+        """Answer every queued call with `error` (the actor is parked or stopped)."""
+        while True:
+            try:
+                letter = self.receive.receive_nowait()
+            except trio.WouldBlock:
+                return
+            if letter.reply is not None:
+                reply(letter, False, error)
+
+
+def reply(letter: Letter, ok: bool, value: Any) -> None:
+    if letter.reply is None:
+        return
+    try:
+        letter.reply.send_nowait((ok, value))
+    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the caller gave up (timeout or cancellation)
+    letter.reply.close()

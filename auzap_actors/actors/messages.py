@@ -1,0 +1,42 @@
+"""Messages an instance actor understands (sent through its mailbox)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Create the instance in Evolution if needed, then connect (QR follows). Replies with the
+    snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Logout:
+    """Log the WhatsApp session out, keep the instance. Replies with the snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteInstance:
+    """Delete the instance in Evolution; the actor then stops. Replies None."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainInbox:
+    """New webhook rows were committed for this instance."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare our state with Evolution's connectionState."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Raise inside the actor (fault injection for tests and operators' drills)."""
+
+    reason: str = "injected crash"
+
+
+class InjectedCrash(RuntimeError):
+    pass

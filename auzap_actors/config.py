@@ -1,0 +1,174 @@
+"""Configuration from the environment (CONTRACT §1).
+
+`load_settings` is the only place that reads `os.environ`; everything else receives a
+`Settings`.  Bad configuration raises `ConfigError` whose text is the one line the launcher
+prints before exiting.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None
+    data_dir: Path
+    evolution_api_url: str | None
+    evolution_api_key: str
+    webhook_url: str | None
+    frontend_url: str | None
+    jwt_secret: str
+    admin_token: str
+    webhook_secret: str
+    host: str
+    port: int
+    node_id: str
+    health_interval_s: float = 60.0
+    health_alert_threshold: int = 2
+    health_max_failures: int = 3
+    auto_reconnect: bool = True
+    retry_attempts: int = 3
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 30.0
+    breaker_failures: int = 5
+    breaker_window_s: float = 60.0
+    breaker_reset_s: float = 30.0
+    ai_base_url: str | None = None
+    ai_api_key: str | None = field(default=None, repr=False)
+    ai_model: str | None = None
+    webhook_max_bytes: int = 16 * 1024 * 1024
+    mailbox_capacity: int = 64
+    call_timeout_s: float = 30.0
+    boot_concurrency: int = 8
+
+    @property
+    def demo(self) -> bool:
+        """Demo mode: no real Evolution configured, so the built-in simulator stands in."""
+        return self.evolution_api_url is None
+
+    def public_base_url(self, bound_port: int) -> str:
+        """The base URL Evolution must call back (WEBHOOK_URL or our own listener)."""
+        if self.webhook_url:
+            return self.webhook_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{bound_port}"
+
+    def __repr__(self) -> str:  # secrets never reach logs
+        return (
+            f"<Settings node={self.node_id} listen={self.host}:{self.port} "
+            f"db={'external' if self.database_url else 'embedded'} "
+            f"evolution={self.evolution_api_url or 'simulator'}>"
+        )
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.query):
+        raise ConfigError(f"{name} is not a valid {'/'.join(schemes)} URL: {value!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _secret(env: Mapping[str, str], name: str, demo: bool, min_len: int = 16) -> str:
+    value = env.get(name, "").strip()
+    if value:
+        if len(value) < min_len:
+            raise ConfigError(f"{name} must be at least {min_len} characters long")
+        return value
+    if demo:
+        return secrets.token_urlsafe(32)
+    raise ConfigError(f"{name} is required when EVOLUTION_API_URL is set (not in demo mode)")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read CONTRACT §1 variables; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    database_url = _url(env, "DATABASE_URL", ("postgres", "postgresql"))
+    evolution_api_url = _url(env, "EVOLUTION_API_URL", ("http", "https"))
+    demo = evolution_api_url is None
+    api_key = env.get("EVOLUTION_API_KEY", "").strip()
+    if evolution_api_url and not api_key:
+        raise ConfigError("EVOLUTION_API_KEY is required when EVOLUTION_API_URL is set")
+    if demo and not api_key:
+        api_key = secrets.token_urlsafe(24)
+    ai_key = env.get("AUZAP_AI_API_KEY", "").strip() or None
+    return Settings(
+        database_url=database_url,
+        data_dir=Path(env.get("AUZAP_DATA_DIR", "").strip() or "./.auzap").resolve(),
+        evolution_api_url=evolution_api_url.rstrip("/") if evolution_api_url else None,
+        evolution_api_key=api_key,
+        webhook_url=_url(env, "WEBHOOK_URL", ("http", "https")),
+        frontend_url=_url(env, "FRONTEND_URL", ("http", "https")),
+        jwt_secret=_secret(env, "AUZAP_JWT_SECRET", demo),
+        admin_token=_secret(env, "AUZAP_ADMIN_TOKEN", demo),
+        webhook_secret=_secret(env, "AUZAP_WEBHOOK_SECRET", demo),
+        host=env.get("AUZAP_HOST", "").strip() or "127.0.0.1",
+        port=_int(env, "AUZAP_PORT", 8000, 0, 65535),
+        node_id=env.get("AUZAP_NODE_ID", "").strip() or f"{socket.gethostname()}-{os.getpid()}",
+        health_interval_s=_float(env, "AUZAP_HEALTH_INTERVAL_S", 60.0, 0.01, 86400.0),
+        health_alert_threshold=_int(env, "AUZAP_HEALTH_ALERT_THRESHOLD", 2, 1, 1000),
+        health_max_failures=_int(env, "AUZAP_HEALTH_MAX_FAILURES", 3, 1, 1000),
+        auto_reconnect=_bool(env, "AUZAP_AUTO_RECONNECT", True),
+        retry_attempts=_int(env, "AUZAP_RETRY_ATTEMPTS", 3, 1, 20),
+        retry_initial_s=_float(env, "AUZAP_RETRY_INITIAL_S", 1.0, 0.0, 600.0),
+        retry_max_s=_float(env, "AUZAP_RETRY_MAX_S", 30.0, 0.0, 3600.0),
+        breaker_failures=_int(env, "AUZAP_BREAKER_FAILURES", 5, 1, 10000),
+        breaker_window_s=_float(env, "AUZAP_BREAKER_WINDOW_S", 60.0, 0.01, 86400.0),
+        breaker_reset_s=_float(env, "AUZAP_BREAKER_RESET_S", 30.0, 0.01, 86400.0),
+        ai_base_url=_url(env, "AUZAP_AI_BASE_URL", ("http", "https")),
+        ai_api_key=ai_key,
+        ai_model=env.get("AUZAP_AI_MODEL", "").strip() or None,
+        webhook_max_bytes=_int(
+            env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
+        ),
+    )

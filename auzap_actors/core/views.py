@@ -1,0 +1,89 @@
+"""Immutable snapshots of an instance and their JSON views (CONTRACT §3, §4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .state import InstanceState, Status
+
+HealthStatus = Literal["healthy", "unhealthy", "disconnected", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    status: HealthStatus = "disconnected"
+    consecutive_failures: int = 0
+    last_check_at: float | None = None  # epoch seconds
+    issues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSnapshot:
+    """What everybody outside the actor sees; replaced (never mutated) on each transition."""
+
+    instance_name: str
+    user_id: str | None
+    organization_id: str | None
+    state: InstanceState = field(default_factory=InstanceState)
+    health: Health = field(default_factory=Health)
+    auto_reply: bool = False
+    updated_at: float = 0.0  # epoch seconds
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def health_view(snapshot: InstanceSnapshot, now: float) -> dict[str, Any]:
+    health = snapshot.health
+    state = snapshot.state
+    uptime = None
+    if state.status is Status.OPEN and state.since is not None:
+        uptime = round(max(0.0, now - state.since), 3)
+    return {
+        "status": health.status,
+        "consecutive_failures": health.consecutive_failures,
+        "uptime_seconds": uptime,
+        "last_check_at": iso(health.last_check_at),
+        "issues": list(health.issues),
+    }
+
+
+def instance_view(snapshot: InstanceSnapshot, now: float) -> dict[str, Any]:
+    """InstanceView of CONTRACT §3."""
+    state = snapshot.state
+    return {
+        "instance_name": snapshot.instance_name,
+        "user_id": snapshot.user_id,
+        "organization_id": snapshot.organization_id,
+        "status": state.status.value,
+        "is_connected": state.is_connected,
+        "phone_number": state.phone_number,
+        "qr_code": state.qr_code,
+        "health": health_view(snapshot, now),
+        "auto_reply": snapshot.auto_reply,
+        "updated_at": iso(snapshot.updated_at),
+    }
+
+
+def status_frame(snapshot: InstanceSnapshot) -> dict[str, Any]:
+    """Data of the `status` / `org.status` WebSocket frames."""
+    state = snapshot.state
+    return {
+        "instance_name": snapshot.instance_name,
+        "status": state.status.value,
+        "is_connected": state.is_connected,
+        "phone_number": state.phone_number,
+    }
+
+
+def qrcode_frame(snapshot: InstanceSnapshot) -> dict[str, Any]:
+    return {
+        "instanceName": snapshot.instance_name,
+        "qrCode": snapshot.state.qr_code,
+        "status": Status.WAITING_QR.value,
+    }

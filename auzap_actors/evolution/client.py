@@ -1,0 +1,306 @@
+"""Async HTTP client for Evolution API v2 (facts §1-§2).
+
+Every call goes through :meth:`EvolutionClient._request`, the single choke point
+where retries and a circuit breaker will be added later. The API key travels in the
+``apikey`` header only and is never logged or put into an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import httpx
+import trio
+
+from .errors import (
+    EvolutionServerError,
+    EvolutionUnavailable,
+    error_for_status,
+)
+from .events import WEBHOOK_EVENTS
+from .types import ConnectResult, CreatedInstance, InstanceInfo, QrCode, WebhookConfig
+
+__all__ = ["WEBHOOK_EVENTS", "EvolutionClient"]
+
+log = logging.getLogger(__name__)
+
+INTEGRATION = "WHATSAPP-BAILEYS"
+
+
+def _seg(name: str) -> str:
+    # Instance names end up in the URL path; quote everything so a stray "/" or "?"
+    # cannot address another route.
+    return quote(name, safe="")
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _opt_int(value: Any) -> int | None:
+    # bool is an int subclass; a JSON true is never a status code.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_qr(obj: dict[str, Any]) -> QrCode:
+    count = _opt_int(obj.get("count"))
+    return QrCode(
+        base64=_opt_str(obj.get("base64")),
+        code=_opt_str(obj.get("code")),
+        pairing_code=_opt_str(obj.get("pairingCode")),
+        count=count or 0,
+    )
+
+
+def parse_connect(body: Any) -> ConnectResult:
+    """Decode the polymorphic answer of connect/restart (facts §2.3)."""
+    if not isinstance(body, dict):
+        return ConnectResult(state=None, qr=None)
+    instance = body.get("instance")
+    qrcode = body.get("qrcode")
+    if isinstance(instance, dict):
+        state = _opt_str(instance.get("state")) or _opt_str(instance.get("status"))
+        qr = parse_qr(qrcode) if isinstance(qrcode, dict) else None
+        return ConnectResult(state=state, qr=qr)
+    if any(key in body for key in ("count", "base64", "code", "pairingCode")):
+        # A bare QR object means the server is waiting for a scan.
+        return ConnectResult(state="connecting", qr=parse_qr(body))
+    return ConnectResult(state=None, qr=None)
+
+
+def parse_webhook(row: dict[str, Any]) -> WebhookConfig:
+    headers = row.get("headers")
+    events = row.get("events")
+    return WebhookConfig(
+        url=str(row.get("url") or ""),
+        events=tuple(str(e) for e in events) if isinstance(events, list) else (),
+        headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {},
+        by_events=bool(row.get("webhookByEvents", row.get("byEvents", False))),
+        base64=bool(row.get("webhookBase64", row.get("base64", False))),
+        enabled=bool(row.get("enabled", True)),
+    )
+
+
+def parse_instance_row(row: dict[str, Any]) -> InstanceInfo:
+    return InstanceInfo(
+        name=str(row.get("name", "")),
+        id=str(row.get("id", "")),
+        connection_status=str(row.get("connectionStatus", "unknown")),
+        owner_jid=_opt_str(row.get("ownerJid")),
+        profile_name=_opt_str(row.get("profileName")),
+        number=_opt_str(row.get("number")),
+        disconnection_reason_code=_opt_int(row.get("disconnectionReasonCode")),
+        disconnection_at=_opt_str(row.get("disconnectionAt")),
+    )
+
+
+def webhook_body(config: WebhookConfig) -> dict[str, Any]:
+    # Always an explicit events list: a missing one crashes the real server (§2.2).
+    return {
+        "enabled": config.enabled,
+        "url": config.url,
+        "byEvents": config.by_events,
+        "base64": config.base64,
+        "headers": dict(config.headers),
+        "events": list(config.events),
+    }
+
+
+class EvolutionClient:
+    """One Evolution server, authenticated with one API key (global or instance)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"apikey": api_key},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"EvolutionClient({self.base_url!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the single choke point ------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        idempotent: bool,
+    ) -> Any:
+        """Send one request and decode Evolution's answer or raise an EvolutionError.
+
+        ``idempotent`` says whether the call may be repeated safely; the retry layer
+        added here later uses it to decide what to retry.
+        """
+        log.debug("evolution %s %s (idempotent=%s)", method, path, idempotent)
+        try:
+            # httpx timeouts are per phase; fail_after bounds the whole exchange.
+            with trio.fail_after(self._timeout):
+                response = await self._http.request(method, path, json=json, params=params)
+        except trio.TooSlowError as exc:
+            raise EvolutionUnavailable(
+                [], status=None, method=method, path=path,
+                reason=f"timed out after {self._timeout}s",
+            ) from exc
+        except httpx.TransportError as exc:
+            raise EvolutionUnavailable(
+                [], status=None, method=method, path=path, reason=f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return self._decode(method, path, response)
+
+    @staticmethod
+    def _decode(method: str, path: str, response: httpx.Response) -> Any:
+        try:
+            body: Any = response.json() if response.content else None
+            valid_json = True
+        except ValueError:
+            body, valid_json = None, False
+        if response.status_code >= 400:
+            raise error_for_status(
+                response.status_code, body, method=method, path=path, reason=response.reason_phrase
+            )
+        if not valid_json:
+            raise EvolutionServerError(
+                [], status=response.status_code, method=method, path=path,
+                reason="answer is not JSON",
+            )
+        if isinstance(body, dict) and body.get("error") is True:
+            # connect/restart report failures as HTTP 200 {error: true, message} (§2.1).
+            message = body.get("message")
+            raise EvolutionServerError(
+                [str(message)] if message is not None else [],
+                status=response.status_code, method=method, path=path,
+                reason="error reported in a 200 answer",
+            )
+        return body
+
+    @staticmethod
+    def _expect_dict(body: Any, method: str, path: str) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise EvolutionServerError(
+                [], status=200, method=method, path=path, reason="unexpected answer shape"
+            )
+        return body
+
+    # -- instances -------------------------------------------------------------
+
+    async def create_instance(
+        self,
+        name: str,
+        *,
+        webhook: WebhookConfig,
+        token: str | None = None,
+        qrcode: bool = False,
+    ) -> CreatedInstance:
+        path = "/instance/create"
+        payload: dict[str, Any] = {
+            "instanceName": name,
+            "integration": INTEGRATION,
+            "qrcode": qrcode,
+            "webhook": webhook_body(webhook),
+        }
+        if token is not None:
+            payload["token"] = token
+        body = self._expect_dict(
+            await self._request("POST", path, json=payload, idempotent=False), "POST", path
+        )
+        instance = body.get("instance")
+        if not isinstance(instance, dict) or not isinstance(body.get("hash"), str):
+            raise EvolutionServerError(
+                [], status=201, method="POST", path=path, reason="create answer lacks instance/hash"
+            )
+        return CreatedInstance(
+            instance_name=str(instance.get("instanceName", name)),
+            instance_id=str(instance.get("instanceId", "")),
+            status=str(instance.get("status", "close")),
+            token=body["hash"],
+        )
+
+    async def connect(self, name: str, *, number: str | None = None) -> ConnectResult:
+        params = {"number": number} if number is not None else None
+        body = await self._request(
+            "GET", f"/instance/connect/{_seg(name)}", params=params, idempotent=True
+        )
+        return parse_connect(body)
+
+    async def connection_state(self, name: str) -> str:
+        path = f"/instance/connectionState/{_seg(name)}"
+        body = await self._request("GET", path, idempotent=True)
+        instance = body.get("instance") if isinstance(body, dict) else None
+        state = instance.get("state") if isinstance(instance, dict) else None
+        # state is missing when the instance is in the DB but not loaded (§2.4).
+        return state if isinstance(state, str) else "unknown"
+
+    async def fetch_instances(self, *, name: str | None = None) -> list[InstanceInfo]:
+        path = "/instance/fetchInstances"
+        params = {"instanceName": name} if name is not None else None
+        body = await self._request("GET", path, params=params, idempotent=True)
+        if not isinstance(body, list):
+            raise EvolutionServerError(
+                [], status=200, method="GET", path=path, reason="expected a JSON array"
+            )
+        return [parse_instance_row(row) for row in body if isinstance(row, dict)]
+
+    async def restart(self, name: str) -> ConnectResult:
+        # POST since v2.0 (the docs still say PUT, §2.6).
+        body = await self._request("POST", f"/instance/restart/{_seg(name)}", idempotent=True)
+        return parse_connect(body)
+
+    async def logout(self, name: str) -> None:
+        await self._request("DELETE", f"/instance/logout/{_seg(name)}", idempotent=False)
+
+    async def delete_instance(self, name: str) -> None:
+        await self._request("DELETE", f"/instance/delete/{_seg(name)}", idempotent=False)
+
+    # -- webhooks --------------------------------------------------------------
+
+    async def set_webhook(self, name: str, config: WebhookConfig) -> WebhookConfig:
+        path = f"/webhook/set/{_seg(name)}"
+        body = await self._request(
+            "POST", path, json={"webhook": webhook_body(config)}, idempotent=True
+        )
+        return parse_webhook(self._expect_dict(body, "POST", path))
+
+    async def find_webhook(self, name: str) -> WebhookConfig | None:
+        body = await self._request("GET", f"/webhook/find/{_seg(name)}", idempotent=True)
+        return parse_webhook(body) if isinstance(body, dict) else None
+
+    # -- messages --------------------------------------------------------------
+
+    async def send_text(self, name: str, number: str, text: str) -> dict[str, Any]:
+        path = f"/message/sendText/{_seg(name)}"
+        body = await self._request(
+            "POST", path, json={"number": number, "text": text}, idempotent=False
+        )
+        return self._expect_dict(body, "POST", path)

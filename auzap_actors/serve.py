@@ -1,0 +1,216 @@
+"""The launcher: it owns the root.
+
+`main` opens the trio-asyncio loop (triopg needs it), the embedded PostgreSQL when no
+DATABASE_URL is given, the pool, the root nursery with the inbox writer, the Evolution
+simulator (demo mode), the HTTP server and the supervisor tree.  SIGINT/SIGTERM stop HTTP
+first, then the actors, then the pool and the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+import trio_asyncio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .actors.hub import Hub
+from .actors.instance_actor import ActorDeps
+from .actors.service import InstanceService, UserRef
+from .actors.supervisor import Supervisor
+from .config import Settings
+from .evolution.client import EvolutionClient
+from .evolution.simulator import SimulatorConfig, serve_simulator
+from .store.db import open_pool
+from .store.embedded import EmbeddedPostgres
+from .store.inbox import InboxWriter
+from .store.migrate import migrate
+from .web.app import create_app
+from .web.auth import mint_user_token
+from .web.demo import DEMO_USER_ID
+from .web.services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What a started service tells its starter (tests use it to find the ports)."""
+
+    url: str
+    simulator_url: str | None
+    services: Services
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[str]:
+    """The DSN to use: DATABASE_URL, or an embedded PostgreSQL stopped on exit."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.data_dir)
+    dsn = await trio.to_thread.run_sync(embedded.start)
+    try:
+        yield dsn
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(embedded.stop)
+
+
+def _port_of(bind: str) -> int:
+    return int(bind.rsplit(":", 1)[1].rstrip("/"))
+
+
+async def serve(
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the whole service until `shutdown_trigger` returns (default: forever).
+
+    Must run inside `trio_asyncio.open_loop()`.
+    """
+    trigger = shutdown_trigger or _never
+    async with database(settings) as dsn, open_pool(dsn) as pool:
+        applied = await migrate(pool)
+        if applied:
+            log.info("applied %d migration(s)", len(applied))
+        async with trio.open_nursery() as outer:
+            simulator_url = None
+            if settings.evolution_api_url is None:
+                sim_config = SimulatorConfig(
+                    api_key=settings.evolution_api_key,
+                    state_file=settings.data_dir / "simulator.json",
+                    webhook_retry_initial_s=1.0,
+                    webhook_retry_max_s=30.0,
+                )
+                simulator_url = await outer.start(serve_simulator, sim_config, "127.0.0.1", 0)
+            base_url = settings.evolution_api_url or simulator_url
+            assert base_url is not None
+            # The client outlives the actors that use it: it is closed after `root` ends.
+            async with EvolutionClient(base_url, settings.evolution_api_key) as evolution:
+                await _run_root(settings, dsn, pool, evolution, simulator_url, trigger, task_status)
+            outer.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def _run_root(
+    settings: Settings,
+    dsn: str,
+    pool: Any,
+    evolution: EvolutionClient,
+    simulator_url: str | None,
+    trigger: Callable[[], Awaitable[Any]],
+    task_status: trio.TaskStatus[Running],
+) -> None:
+    """The root nursery: inbox writer, HTTP server, supervisor tree."""
+    async with trio.open_nursery() as root:
+        hub = Hub()
+        deps = ActorDeps(pool, evolution, hub, settings.webhook_secret, now=time.time)
+        supervisor = Supervisor(
+            deps,
+            mailbox_capacity=settings.mailbox_capacity,
+            boot_concurrency=settings.boot_concurrency,
+        )
+        writer = InboxWriter(dsn, on_committed=supervisor.notify_inbox)
+        await root.start(writer.run)
+        svc = Services(
+            settings=settings,
+            pool=pool,
+            supervisor=supervisor,
+            instances=InstanceService(pool, supervisor, settings.call_timeout_s),
+            hub=hub,
+            inbox_writer=writer,
+            now=time.time,
+            started_at=time.time(),
+            simulator_url=simulator_url,
+            demo_user=UserRef(DEMO_USER_ID, None) if settings.demo else None,
+        )
+        http_config = HypercornConfig()
+        http_config.bind = [f"{settings.host}:{settings.port}"]
+        http_config.graceful_timeout = 1.5
+        http_config.accesslog = None
+        stop_http = trio.Event()
+        http_done = trio.Event()
+
+        async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await hypercorn_serve(
+                    create_app(svc), http_config,  # type: ignore[arg-type]
+                    shutdown_trigger=stop_http.wait, task_status=task_status,
+                )
+            finally:
+                http_done.set()
+
+        binds: list[str] = await root.start(run_http)
+        port = _port_of(binds[0])
+        deps.webhook_base_url = settings.public_base_url(port)
+        await root.start(supervisor.run)
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        url = f"http://{host}:{port}"
+        _banner(settings, url, simulator_url)
+        task_status.started(Running(url, simulator_url, svc))
+
+        await trigger()
+        log.info("shutting down")
+        stop_http.set()
+        hub.close_all()
+        with trio.move_on_after(3):
+            await http_done.wait()
+        root.cancel_scope.cancel()
+
+
+async def _never() -> None:
+    await trio.sleep_forever()
+
+
+async def _serve_until_signal(settings: Settings) -> None:
+    # The receiver is open before anything starts, so a SIGTERM during start-up is queued
+    # and leads to a clean shutdown instead of killing the process with PostgreSQL running.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+        async def first_signal() -> None:
+            async for _ in signals:
+                return
+
+        await serve(settings, shutdown_trigger=first_signal)
+
+
+def _banner(settings: Settings, url: str, simulator_url: str | None) -> None:
+    lines = [f"auzap-actors serving on {url}"]
+    if settings.demo:
+        token = mint_user_token(settings.jwt_secret, DEMO_USER_ID, ttl_s=24 * 3600)
+        lines += [
+            f"  demo page:         {url}/",
+            f"  Evolution sim:     {simulator_url}",
+            f"  demo user id:      {DEMO_USER_ID}",
+            f"  demo user token:   {token}",
+            f"  admin token:       {settings.admin_token}",
+            "  (demo mode: secrets are random for this run; Ctrl-C stops everything)",
+        ]
+    print("\n".join(lines), flush=True)
+
+
+def run(settings: Settings) -> int:
+    """Blocking entry point for `auzap-actors serve`."""
+    trio_asyncio.run(_serve_until_signal, settings)
+    return 0
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # httpx logs every request at INFO; keep the log about our service.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

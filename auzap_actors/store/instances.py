@@ -1,0 +1,168 @@
+"""The `whatsapp_instances` aggregate.  Every statement is parameterised and scoped by
+instance name or user id."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..core.state import InstanceState, Status
+from ..core.views import Health, InstanceSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    id: str
+    instance_name: str
+    user_id: str | None
+    organization_id: str | None
+    status: str
+    phone_number: str | None
+    qr_code: str | None
+    profile_name: str | None
+    state_since: float | None
+    last_reason: int | None
+    health: dict[str, Any]
+    auto_reply: bool
+    evolution_instance_id: str | None
+    updated_at: float
+    evolution_token: str | None = field(default=None, repr=False)
+
+    def snapshot(self) -> InstanceSnapshot:
+        """The snapshot an actor starts from (what survives a restart is what was written)."""
+        try:
+            status = Status(self.status)
+        except ValueError:
+            status = Status.DISCONNECTED
+        state = InstanceState(
+            status=status,
+            phone_number=self.phone_number,
+            profile_name=self.profile_name,
+            qr_code=self.qr_code if status is Status.WAITING_QR else None,
+            last_reason=self.last_reason,
+            since=self.state_since,
+        )
+        health = Health(
+            status=self.health.get("status", "disconnected"),
+            consecutive_failures=int(self.health.get("consecutive_failures", 0)),
+            last_check_at=self.health.get("last_check_at"),
+            issues=tuple(self.health.get("issues", ())),
+        )
+        return InstanceSnapshot(
+            instance_name=self.instance_name,
+            user_id=self.user_id,
+            organization_id=self.organization_id,
+            state=state,
+            health=health,
+            auto_reply=self.auto_reply,
+            updated_at=self.updated_at,
+        )
+
+
+_COLUMNS = (
+    "id::text, instance_name, user_id::text, organization_id::text, coalesce(status,"
+    " 'disconnected') AS status, phone_number, qr_code, profile_name,"
+    " extract(epoch FROM state_since)::float8 AS state_since, last_reason, health,"
+    " auto_reply, evolution_instance_id, evolution_token,"
+    " extract(epoch FROM coalesce(updated_at, now()))::float8 AS updated_at"
+)
+
+
+def _record(row: Any) -> InstanceRecord:
+    return InstanceRecord(**dict(row.items()))
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+async def find_by_user(db: Any, user_id: uuid.UUID) -> InstanceRecord | None:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE user_id = $1", user_id)
+    return _record(row) if row else None
+
+
+async def find_by_name(db: Any, name: str) -> InstanceRecord | None:
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE instance_name = $1", name
+    )
+    return _record(row) if row else None
+
+
+async def list_instances(db: Any) -> list[InstanceRecord]:
+    rows = await db.fetch(f"SELECT {_COLUMNS} FROM whatsapp_instances ORDER BY created_at")
+    return [_record(r) for r in rows]
+
+
+async def ensure_instance(
+    pool: Any, name: str, user_id: uuid.UUID, organization_id: uuid.UUID | None
+) -> tuple[InstanceRecord, bool]:
+    """The user's row, created if missing; concurrent callers get the same row.
+
+    The unique indexes on instance_name and user_id make a second row impossible even across
+    nodes; ON CONFLICT turns the race into a read.
+    """
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            # Supabase has the user already; a standalone database learns it from the JWT.
+            await conn.execute(
+                "INSERT INTO auth.users (id) SELECT $1"
+                " WHERE NOT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)"
+                " ON CONFLICT DO NOTHING",
+                user_id,
+            )
+            row = await conn.fetchrow(
+                "INSERT INTO whatsapp_instances (instance_name, user_id, organization_id)"
+                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING instance_name",
+                name,
+                user_id,
+                organization_id,
+            )
+        record = await find_by_user(conn, user_id)
+    if record is None:
+        raise RuntimeError(f"instance {name} vanished right after it was ensured")
+    return record, row is not None
+
+
+async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
+    """Write the state an actor must come back to after a restart."""
+    state = snapshot.state
+    health = snapshot.health
+    await db.execute(
+        "UPDATE whatsapp_instances SET status = $2, is_connected = $3, phone_number = $4,"
+        " qr_code = $5, profile_name = $6, state_since = $7, last_reason = $8, health = $9,"
+        " updated_at = $10 WHERE instance_name = $1",
+        snapshot.instance_name,
+        state.status.value,
+        state.is_connected,
+        state.phone_number,
+        state.qr_code,
+        state.profile_name,
+        _ts(state.since),
+        state.last_reason,
+        {
+            "status": health.status,
+            "consecutive_failures": health.consecutive_failures,
+            "last_check_at": health.last_check_at,
+            "issues": list(health.issues),
+        },
+        _ts(snapshot.updated_at),
+    )
+
+
+async def mark_created_in_evolution(
+    db: Any, name: str, evolution_instance_id: str | None, token: str | None
+) -> None:
+    await db.execute(
+        "UPDATE whatsapp_instances SET evolution_instance_id = coalesce($2, evolution_instance_id,"
+        " 'unknown'), evolution_token = coalesce($3, evolution_token), updated_at = now()"
+        " WHERE instance_name = $1",
+        name,
+        evolution_instance_id,
+        token,
+    )
+
+
+async def delete_instance(db: Any, name: str) -> None:
+    await db.execute("DELETE FROM whatsapp_instances WHERE instance_name = $1", name)

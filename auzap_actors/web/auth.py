@@ -1,0 +1,101 @@
+"""Authentication: user JWTs (HS256, Supabase-compatible), the admin token, webhook secrets."""
+
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+
+from ..actors.service import UserRef
+
+ALGORITHMS = ["HS256"]  # never "none", never anything asymmetric: one secret, one algorithm
+
+
+class AuthError(Exception):
+    def __init__(self, message: str, code: str = "unauthorized") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _uuid_claim(value: Any, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise AuthError(f"The token's {name} claim is not a UUID.") from None
+
+
+def decode_user_token(token: str | None, secret: str) -> UserRef:
+    """The user a bearer token names; raises AuthError (401) for anything doubtful."""
+    if not token:
+        raise AuthError("A bearer token is required.")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=ALGORITHMS,
+            # Supabase puts aud=authenticated; we check the signature and expiry, not audience.
+            options={"require": ["exp", "sub"], "verify_aud": False},
+            leeway=5,
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("The token has expired.", "token_expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"The token is invalid: {exc}.", "invalid_token") from None
+    user_id = _uuid_claim(claims.get("sub"), "sub")
+    org = claims.get("organization_id")
+    if org is None and isinstance(claims.get("app_metadata"), dict):
+        org = claims["app_metadata"].get("organization_id")
+    return UserRef(user_id, _uuid_claim(org, "organization_id") if org else None)
+
+
+def mint_user_token(
+    secret: str, user_id: uuid.UUID, organization_id: uuid.UUID | None = None,
+    ttl_s: int = 7 * 24 * 3600,
+) -> str:
+    """A Supabase-shaped user token (for `auzap-actors token`, the demo and tests)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": str(user_id), "aud": "authenticated", "role": "authenticated",
+        "iat": now, "exp": now + ttl_s,
+    }
+    if organization_id is not None:
+        claims["app_metadata"] = {"organization_id": str(organization_id)}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def check_admin(headers: Mapping[str, str], admin_token: str) -> None:
+    if not same_secret(bearer_token(headers), admin_token):
+        raise AuthError("The admin token is missing or wrong.")
+
+
+def check_webhook(headers: Mapping[str, str], secret: str, header_name: str) -> None:
+    """Either the shared-secret header or Evolution's `jwt_key` Bearer JWT (CONTRACT §2)."""
+    if same_secret(headers.get(header_name), secret):
+        return
+    token = bearer_token(headers)
+    if token:
+        try:
+            jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["exp"]})
+            return
+        except jwt.InvalidTokenError:
+            pass
+    raise AuthError("The webhook secret is missing or wrong.")

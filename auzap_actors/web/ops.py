@@ -1,0 +1,33 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from quart import Blueprint, current_app
+
+ops = Blueprint("ops", __name__)
+
+
+@ops.get("/healthz")
+async def healthz() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@ops.get("/readyz")
+async def readyz() -> tuple[dict[str, Any], int]:
+    svc = current_app.extensions["auzap"]
+    reasons = []
+    try:
+        with trio.fail_after(2):
+            await svc.pool.fetchval("SELECT 1")
+    except Exception as exc:
+        reasons.append(f"database unreachable: {type(exc).__name__}")
+    if not svc.supervisor.running:
+        reasons.append("supervisor not running")
+    if not svc.inbox_writer.running:
+        reasons.append("webhook inbox writer not running")
+    if reasons:
+        return {"status": "unavailable", "reasons": reasons}, 503
+    return {"status": "ready"}, 200

@@ -1,0 +1,93 @@
+"""Evolution webhooks (CONTRACT §5): authenticate, validate, persist, then acknowledge.
+
+A 200 is sent only after the event's inbox row committed; the owning actor applies it later,
+exactly once, in arrival order.  Bodies we will never accept get a 4xx (Evolution stops
+retrying those); a moment of trouble on our side gets 503 + Retry-After (Evolution retries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, current_app, request
+
+from ..actors.instance_actor import WEBHOOK_SECRET_HEADER
+from ..core.naming import instance_name_for
+from ..core.webhook import WebhookError, decode_json, dedup_key, parse_envelope, state_event
+from ..store.inbox import InboxEntry, InboxUnavailable
+from .auth import check_webhook
+from .errors import ApiError
+from .services import Services
+
+webhooks = Blueprint("webhooks", __name__, url_prefix="/api/webhook")
+
+
+async def _receive(
+    *, slug: str | None = None, legacy: bool = False, user_id: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    svc: Services = current_app.extensions["auzap"]
+    check_webhook(request.headers, svc.settings.webhook_secret, WEBHOOK_SECRET_HEADER)
+    body = await request.get_data(cache=False, as_text=False)
+    try:
+        envelope = parse_envelope(decode_json(body), legacy=legacy, slug=slug)
+    except WebhookError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    if user_id is not None:
+        try:
+            expected = instance_name_for(user_id)
+        except ValueError:
+            raise ApiError(404, "not_found", "The user id in the URL is not a UUID.") from None
+        if envelope.instance != expected:
+            raise ApiError(
+                403, "forbidden", "The envelope names an instance that is not this user's."
+            )
+    if dry_run:
+        try:
+            event = state_event(envelope.event, envelope.data)
+        except WebhookError as exc:
+            raise ApiError(400, exc.code, exc.message) from None
+        return {
+            "accepted": False,
+            "dry_run": True,
+            "event": envelope.event,
+            "instance": envelope.instance,
+            "dedup_key": dedup_key(envelope),
+            "would": f"store and apply {type(event).__name__}" if event else "store as unhandled",
+        }
+    entry = InboxEntry(dedup_key(envelope), envelope.instance, envelope.event, envelope.raw)
+    try:
+        duplicate = await svc.inbox_writer.submit(entry)
+    except InboxUnavailable as exc:
+        raise ApiError(
+            503, "unavailable", f"The event could not be stored now ({exc}); retry later.",
+            {"Retry-After": "5"},
+        ) from None
+    return {"accepted": True, "duplicate": duplicate}
+
+
+@webhooks.post("/whatsapp")
+async def whatsapp() -> dict[str, Any]:
+    return await _receive()
+
+
+@webhooks.post("/whatsapp/<slug>")
+async def whatsapp_by_event(slug: str) -> dict[str, Any]:
+    return await _receive(slug=slug)
+
+
+@webhooks.post("/user/<user_id>")
+async def for_user(user_id: str) -> dict[str, Any]:
+    return await _receive(user_id=user_id)
+
+
+@webhooks.post("/evolution")
+async def legacy() -> dict[str, Any]:
+    return await _receive(legacy=True)
+
+
+@webhooks.post("/test")
+async def dry_run() -> dict[str, Any]:
+    return await _receive(legacy=True, dry_run=True)
+
+

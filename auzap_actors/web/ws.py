@@ -1,0 +1,76 @@
+"""The browser WebSocket (CONTRACT §4): `GET /ws?token=<JWT>`.
+
+The token is checked before the upgrade is accepted (401 otherwise).  The socket subscribes to
+the hub *before* reading the snapshot, so no frame can fall between the two; a duplicate frame
+is possible and harmless.  One task writes to the socket, one reads pings.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import trio
+from quart import Blueprint, Response, current_app, websocket
+
+from ..actors.hub import Hub
+from ..core.views import instance_view
+from .auth import AuthError, decode_user_token
+from .services import Services
+
+sockets = Blueprint("sockets", __name__)
+
+CLOSE_TRY_AGAIN = 1013
+MAX_CLIENT_FRAME = 4096
+PONG = json.dumps({"type": "pong"})
+
+
+def _origin_allowed(svc: Services) -> bool:
+    origin = websocket.headers.get("Origin")
+    if not origin:
+        return True  # not a browser: the token is the only credential that matters
+    if svc.settings.frontend_url:
+        return origin.rstrip("/") == svc.settings.frontend_url.rstrip("/")
+    return urlsplit(origin).netloc == websocket.headers.get("Host", "")
+
+
+def _reject(status: int, code: str, message: str) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status=status, content_type="application/json")
+
+
+@sockets.websocket("/ws")
+async def browser_socket() -> Response | None:
+    svc: Services = current_app.extensions["auzap"]
+    if not _origin_allowed(svc):
+        return _reject(403, "forbidden_origin", "This origin may not open the socket.")
+    try:
+        user = decode_user_token(websocket.args.get("token"), svc.settings.jwt_secret)
+    except AuthError as exc:
+        return _reject(401, exc.code, exc.message)
+    await websocket.accept()
+    org = str(user.organization_id) if user.organization_id else None
+    with svc.hub.subscribe(str(user.user_id), org) as sub:
+        snapshot = await svc.instances.find_user_instance(user)
+        view = instance_view(snapshot, svc.now()) if snapshot else None
+        await websocket.send(Hub.encode("snapshot", view))
+
+        async def read_client() -> None:
+            while True:
+                raw = await websocket.receive()
+                if isinstance(raw, str) and len(raw) <= MAX_CLIENT_FRAME:
+                    try:
+                        message = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if isinstance(message, dict) and message.get("type") == "ping":
+                        sub.offer(PONG)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_client)
+            async for text in sub.receive:
+                await websocket.send(text)
+            # The hub cut us off (we fell behind): ask the browser to reconnect.
+            nursery.cancel_scope.cancel()
+        await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
+    return None

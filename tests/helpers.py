@@ -1,0 +1,83 @@
+"""Test helpers: real HTTP clients, real WebSocket clients, tokens."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import jwt
+import trio
+from trio_websocket import WebSocketConnection
+
+from auzap_actors.web.auth import mint_user_token
+
+from .conftest import JWT_SECRET
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def user_token(user_id: uuid.UUID, org: uuid.UUID | None = None, **claims: Any) -> str:
+    if not claims:
+        return mint_user_token(JWT_SECRET, user_id, org)
+    payload: dict[str, Any] = {"sub": str(user_id), "exp": int(time.time()) + 3600}
+    payload.update(claims)
+    return jwt.encode(payload, JWT_SECRET, algorithm="HS256")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def decode_png_data_url(data_url: str) -> bytes:
+    prefix = "data:image/png;base64,"
+    assert data_url.startswith(prefix), data_url[:40]
+    return base64.b64decode(data_url[len(prefix) :])
+
+
+async def next_frame(ws: WebSocketConnection, timeout: float = 5.0) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        frame: dict[str, Any] = json.loads(await ws.get_message())
+        return frame
+
+
+async def wait_frame(
+    ws: WebSocketConnection,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 5.0,
+    seen: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The first frame matching `predicate`; frames before it go to `seen`."""
+    with trio.fail_after(timeout):
+        while True:
+            frame = json.loads(await ws.get_message())
+            if predicate(frame):
+                return frame  # type: ignore[no-any-return]
+            if seen is not None:
+                seen.append(frame)
+
+
+async def no_frame(ws: WebSocketConnection, within: float = 0.5) -> None:
+    with trio.move_on_after(within):
+        frame = await ws.get_message()
+        raise AssertionError(f"unexpected frame: {frame}")
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll an async or sync check until it returns a truthy value."""
+    with trio.fail_after(timeout):
+        while True:
+            result = check()
+            if hasattr(result, "__await__"):
+                result = await result
+            if result:
+                return result
+            await trio.sleep(interval)
+
+
+def http(base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, timeout=10)

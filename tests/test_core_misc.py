@@ -1,0 +1,147 @@
+"""Pure helpers: naming, restart intensity, webhook envelope parsing, configuration."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from auzap_actors.config import ConfigError, load_settings
+from auzap_actors.core.naming import instance_name_for, user_id_from_instance_name
+from auzap_actors.core.state import ConnectionClosed, ConnectionOpened, QrExpired, QrUpdated
+from auzap_actors.core.supervision import RestartPolicy, decide_restart
+from auzap_actors.core.webhook import (
+    WebhookError,
+    decode_json,
+    dedup_key,
+    normalize_event,
+    parse_envelope,
+    state_event,
+)
+
+
+def test_instance_names_round_trip() -> None:
+    user = uuid.uuid4()
+    name = instance_name_for(user)
+    assert name == f"user_{user}"
+    assert user_id_from_instance_name(name) == user
+    assert user_id_from_instance_name(f"user_{str(user).upper()}") is None
+    assert user_id_from_instance_name("someone_else") is None
+
+
+def test_restart_budget_parks_after_max_restarts_in_window() -> None:
+    policy = RestartPolicy(max_restarts=3, window_s=10, backoff_base_s=0.1, backoff_cap_s=0.25)
+    history: tuple[float, ...] = ()
+    delays = []
+    for now in (1.0, 2.0, 3.0):
+        decision = decide_restart(history, now, policy)
+        assert decision.restart
+        delays.append(decision.delay_s)
+        history = decision.history
+    assert delays == [0.1, 0.2, 0.25]
+    assert not decide_restart(history, 4.0, policy).restart
+    # Old crashes leave the window: the budget refills.
+    assert decide_restart(history, 30.0, policy).restart
+
+
+@given(st.lists(st.floats(0, 1000), max_size=20), st.floats(0, 2000))
+def test_backoff_never_exceeds_cap(history: list[float], now: float) -> None:
+    policy = RestartPolicy()
+    decision = decide_restart(tuple(sorted(history)), now, policy)
+    assert 0 <= decision.delay_s <= policy.backoff_cap_s
+    assert len(decision.history) <= len(history) + 1
+
+
+def test_event_names_in_every_spelling() -> None:
+    assert normalize_event("messages.upsert") == "messages.upsert"
+    assert normalize_event("MESSAGES_UPSERT") == "messages.upsert"
+    assert normalize_event("messages-upsert") == "messages.upsert"
+    assert normalize_event("GROUP_PARTICIPANTS_UPDATE") == "group-participants.update"
+    assert normalize_event("GROUP_UPDATE") == "groups.update"
+    assert normalize_event("QRCODE_UPDATED") == "qrcode.updated"
+
+
+def test_envelope_parsing_and_errors() -> None:
+    env = parse_envelope({"event": "connection.update", "instance": "user_x", "data": {}})
+    assert (env.event, env.instance) == ("connection.update", "user_x")
+    legacy = parse_envelope(
+        {"event": "QRCODE_UPDATED", "instance": {"instanceName": "user_x"}, "data": {}},
+        legacy=True,
+    )
+    assert (legacy.event, legacy.instance) == ("qrcode.updated", "user_x")
+    with pytest.raises(WebhookError, match="no `event`"):
+        parse_envelope({"instance": "x"})
+    with pytest.raises(WebhookError, match="no `instance`"):
+        parse_envelope({"event": "call", "instance": {"instanceName": "x"}})
+    with pytest.raises(WebhookError, match="not valid JSON"):
+        decode_json(b'{"event": ')
+    with pytest.raises(WebhookError, match="URL names event"):
+        parse_envelope({"event": "call", "instance": "x"}, slug="messages-upsert")
+
+
+def test_dedup_key_is_stable_and_distinguishes_separate_events() -> None:
+    body = {"event": "connection.update", "instance": "i", "data": {"state": "open"},
+            "date_time": "2026-11-29T10:00:00.000Z"}
+    same = json.loads(json.dumps(body))
+    later = dict(body, date_time="2026-11-29T10:05:00.000Z")
+    assert dedup_key(parse_envelope(body)) == dedup_key(parse_envelope(same))
+    assert dedup_key(parse_envelope(body)) != dedup_key(parse_envelope(later))
+
+
+def test_state_events_from_payloads() -> None:
+    qr = {"qrcode": {"instance": "i", "pairingCode": None, "code": "1@x",
+                     "base64": "data:image/png;base64,iVBOR"}}
+    assert state_event("qrcode.updated", qr) == QrUpdated("data:image/png;base64,iVBOR")
+    limit = {"message": "QR code limit reached, please login again", "statusCode": 500}
+    assert state_event("qrcode.updated", limit) == QrExpired()
+    opened = {"instance": "i", "wuid": "5511999990000@s.whatsapp.net", "profileName": "Ana",
+              "profilePictureUrl": None, "state": "open", "statusReason": 200}
+    assert state_event("connection.update", opened) == ConnectionOpened("5511999990000", "Ana")
+    closed = {"instance": "i", "state": "close", "statusReason": 401}
+    assert state_event("connection.update", closed) == ConnectionClosed(401)
+    refused = {"instance": "i", "state": "refused", "statusReason": 428}
+    assert state_event("connection.update", refused) == QrExpired()
+    assert state_event("messages.upsert", {"key": {}}) is None
+    with pytest.raises(WebhookError):
+        state_event("connection.update", {"state": "sideways"})
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.one_of(json_values, st.fixed_dictionaries(
+    {"event": st.sampled_from(["connection.update", "qrcode.updated", "x"]) | json_values,
+     "instance": st.text(max_size=5) | json_values, "data": json_values})))
+def test_parser_raises_only_clean_errors(payload: Any) -> None:
+    try:
+        env = parse_envelope(payload, legacy=True)
+        state_event(env.event, env.data)
+        dedup_key(env)
+    except WebhookError as exc:
+        assert exc.code and exc.message
+
+
+def test_config_defaults_and_errors(tmp_path: Any) -> None:
+    demo = load_settings({"AUZAP_DATA_DIR": str(tmp_path)})
+    assert demo.demo and demo.port == 8000 and demo.health_max_failures == 3
+    assert len(demo.jwt_secret) >= 32
+    assert demo.jwt_secret not in repr(demo) and demo.admin_token not in repr(demo)
+    with pytest.raises(ConfigError, match="EVOLUTION_API_KEY"):
+        load_settings({"EVOLUTION_API_URL": "http://evo:8080"})
+    with pytest.raises(ConfigError, match="AUZAP_JWT_SECRET"):
+        load_settings({"EVOLUTION_API_URL": "http://evo:8080", "EVOLUTION_API_KEY": "k"})
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_settings({"DATABASE_URL": "mysql://x"})
+    with pytest.raises(ConfigError, match="AUZAP_PORT"):
+        load_settings({"AUZAP_PORT": "http"})
+    with pytest.raises(ConfigError, match="AUZAP_AUTO_RECONNECT"):
+        load_settings({"AUZAP_AUTO_RECONNECT": "maybe"})
