@@ -145,8 +145,10 @@ async def _run_root(
         async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
                 await hypercorn_serve(
-                    create_app(svc), http_config,  # type: ignore[arg-type]
-                    shutdown_trigger=stop_http.wait, task_status=task_status,
+                    create_app(svc),
+                    http_config,
+                    shutdown_trigger=stop_http.wait,
+                    task_status=task_status,
                 )
             finally:
                 http_done.set()

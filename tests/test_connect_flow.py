@@ -74,9 +74,15 @@ async def test_connect_scan_connected(runner: ServiceRunner, simulator_url: str)
             scan = await sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511912345678"})
             assert scan.status_code == 200, scan.text
 
-        status = await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
-        assert status["data"] == {"instance_name": name, "status": "open", "is_connected": True,
-                                  "phone_number": "5511912345678"}
+        status = await wait_frame(
+            ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open"
+        )
+        assert status["data"] == {
+            "instance_name": name,
+            "status": "open",
+            "is_connected": True,
+            "phone_number": "5511912345678",
+        }
         note = await wait_frame(ws, lambda f: f["type"] == "notification")
         assert note["data"]["level"] == "info" and "connected" in note["data"]["title"].lower()
 
@@ -88,10 +94,16 @@ async def test_connect_scan_connected(runner: ServiceRunner, simulator_url: str)
     async with open_pool(runner.database_url, min_size=1, max_size=1) as pool:
         row = await pool.fetchrow(
             "SELECT status, is_connected, phone_number, qr_code, user_id::text"
-            " FROM whatsapp_instances WHERE instance_name = $1", name)
-    assert dict(row.items()) == {"status": "open", "is_connected": True,
-                                 "phone_number": "5511912345678", "qr_code": None,
-                                 "user_id": str(user)}
+            " FROM whatsapp_instances WHERE instance_name = $1",
+            name,
+        )
+    assert dict(row.items()) == {
+        "status": "open",
+        "is_connected": True,
+        "phone_number": "5511912345678",
+        "qr_code": None,
+        "user_id": str(user),
+    }
 
 
 async def test_twenty_concurrent_connects_make_one_instance(
@@ -113,7 +125,8 @@ async def test_twenty_concurrent_connects_make_one_instance(
     assert statuses == [200] * 20
     async with open_pool(runner.database_url, min_size=1, max_size=1) as pool:
         rows = await pool.fetchval(
-            "SELECT count(*) FROM whatsapp_instances WHERE user_id = $1", user)
+            "SELECT count(*) FROM whatsapp_instances WHERE user_id = $1", user
+        )
     assert rows == 1
     counts = await _sim_requests(simulator_url)
     assert counts["by_route"].get("POST /instance/create") == 1
@@ -133,9 +146,11 @@ async def test_restart_comes_back_open_and_reconciles(
             lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511900001111"}),
         )
     async with http(service.url) as client:
+
         async def is_open() -> bool:
             view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
             return bool(view["status"] == "open")
+
         await eventually(is_open)
     before = (await _sim_requests(simulator_url))["by_instance"][name]
     await runner.stop()
@@ -171,8 +186,9 @@ async def test_restart_notices_a_session_lost_while_down(
     await runner.stop()
     # While we are down the socket drops and Evolution does not bring it back.
     async with http(simulator_url) as sim:
-        answer = await sim.post(f"/_sim/instances/{name}/disconnect",
-                                json={"code": 428, "auto_reconnect": False})
+        answer = await sim.post(
+            f"/_sim/instances/{name}/disconnect", json={"code": 428, "auto_reconnect": False}
+        )
         assert answer.status_code == 200, answer.text
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
     async with http(service.url) as client:

@@ -84,8 +84,12 @@ def test_envelope_parsing_and_errors() -> None:
 
 
 def test_dedup_key_is_stable_and_distinguishes_separate_events() -> None:
-    body = {"event": "connection.update", "instance": "i", "data": {"state": "open"},
-            "date_time": "2026-11-29T10:00:00.000Z"}
+    body = {
+        "event": "connection.update",
+        "instance": "i",
+        "data": {"state": "open"},
+        "date_time": "2026-11-29T10:00:00.000Z",
+    }
     same = json.loads(json.dumps(body))
     later = dict(body, date_time="2026-11-29T10:05:00.000Z")
     assert dedup_key(parse_envelope(body)) == dedup_key(parse_envelope(same))
@@ -93,13 +97,25 @@ def test_dedup_key_is_stable_and_distinguishes_separate_events() -> None:
 
 
 def test_state_events_from_payloads() -> None:
-    qr = {"qrcode": {"instance": "i", "pairingCode": None, "code": "1@x",
-                     "base64": "data:image/png;base64,iVBOR"}}
+    qr = {
+        "qrcode": {
+            "instance": "i",
+            "pairingCode": None,
+            "code": "1@x",
+            "base64": "data:image/png;base64,iVBOR",
+        }
+    }
     assert state_event("qrcode.updated", qr) == QrUpdated("data:image/png;base64,iVBOR")
     limit = {"message": "QR code limit reached, please login again", "statusCode": 500}
     assert state_event("qrcode.updated", limit) == QrExpired()
-    opened = {"instance": "i", "wuid": "5511999990000@s.whatsapp.net", "profileName": "Ana",
-              "profilePictureUrl": None, "state": "open", "statusReason": 200}
+    opened = {
+        "instance": "i",
+        "wuid": "5511999990000@s.whatsapp.net",
+        "profileName": "Ana",
+        "profilePictureUrl": None,
+        "state": "open",
+        "statusReason": 200,
+    }
     assert state_event("connection.update", opened) == ConnectionOpened("5511999990000", "Ana")
     closed = {"instance": "i", "state": "close", "statusReason": 401}
     assert state_event("connection.update", closed) == ConnectionClosed(401)
@@ -112,15 +128,26 @@ def test_state_events_from_payloads() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
-@given(st.one_of(json_values, st.fixed_dictionaries(
-    {"event": st.sampled_from(["connection.update", "qrcode.updated", "x"]) | json_values,
-     "instance": st.text(max_size=5) | json_values, "data": json_values})))
+@given(
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {
+                "event": st.sampled_from(["connection.update", "qrcode.updated", "x"])
+                | json_values,
+                "instance": st.text(max_size=5) | json_values,
+                "data": json_values,
+            }
+        ),
+    )
+)
 def test_parser_raises_only_clean_errors(payload: Any) -> None:
     try:
         env = parse_envelope(payload, legacy=True)

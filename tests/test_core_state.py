@@ -32,7 +32,9 @@ from auzap_actors.core.state import (
 
 events = st.one_of(
     st.just(ConnectRequested()),
-    st.builds(QrUpdated, st.sampled_from(["data:image/png;base64,AAA", "data:image/png;base64,BBB"])),
+    st.builds(
+        QrUpdated, st.sampled_from(["data:image/png;base64,AAA", "data:image/png;base64,BBB"])
+    ),
     st.just(QrExpired()),
     st.builds(
         ConnectionOpened,

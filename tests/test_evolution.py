@@ -171,15 +171,21 @@ def hook_config(rec: Receiver, **kw: Any) -> WebhookConfig:
 
 
 async def open_instance(
-    client: EvolutionClient, control: httpx.AsyncClient, rec: Receiver, name: str,
+    client: EvolutionClient,
+    control: httpx.AsyncClient,
+    rec: Receiver,
+    name: str,
     phone: str = "5511999990001",
 ) -> None:
     await client.create_instance(name, webhook=hook_config(rec))
     await client.connect(name)
     answer = await control.post(f"/_sim/instances/{name}/scan", json={"phone": phone})
     assert answer.status_code == 200
-    await rec.wait_for(lambda hooks: any(
-        h.event == "connection.update" and h.data["state"] == "open" for h in hooks))
+    await rec.wait_for(
+        lambda hooks: any(
+            h.event == "connection.update" and h.data["state"] == "open" for h in hooks
+        )
+    )
 
 
 # -- lifecycle -----------------------------------------------------------------------
@@ -213,10 +219,15 @@ async def test_create_stores_webhook_and_delivers_instance_create(
 
 async def test_create_raw_shape_and_token(sim_url: str, receiver: Receiver) -> None:
     async with httpx.AsyncClient(base_url=sim_url, headers={"apikey": API_KEY}) as http:
-        answer = await http.post("/instance/create", json={
-            "instanceName": "raw", "integration": "WHATSAPP-BAILEYS", "token": "TOK-1",
-            "webhook": {"url": receiver.url, "events": []},
-        })
+        answer = await http.post(
+            "/instance/create",
+            json={
+                "instanceName": "raw",
+                "integration": "WHATSAPP-BAILEYS",
+                "token": "TOK-1",
+                "webhook": {"url": receiver.url, "events": []},
+            },
+        )
         assert answer.status_code == 201
         body = answer.json()
         assert body["hash"] == "TOK-1"
@@ -247,7 +258,7 @@ async def test_connect_qr_scan_open_and_fetch(
     assert result.qr.base64 is not None and result.qr.code is not None
     prefix = "data:image/png;base64,"
     assert result.qr.base64.startswith(prefix)
-    assert base64.b64decode(result.qr.base64[len(prefix):]).startswith(PNG_SIGNATURE)
+    assert base64.b64decode(result.qr.base64[len(prefix) :]).startswith(PNG_SIGNATURE)
     assert len(result.qr.code.split(",")) == 4
 
     [qr_hook] = await receiver.wait_event("qrcode.updated")
@@ -260,8 +271,9 @@ async def test_connect_qr_scan_open_and_fetch(
     assert again.qr is not None and again.qr.code == result.qr.code
     assert await client.connection_state("u_2") == "connecting"
 
-    scan = await control.post("/_sim/instances/u_2/scan",
-                              json={"phone": "5511988887777", "push_name": "Ana"})
+    scan = await control.post(
+        "/_sim/instances/u_2/scan", json={"phone": "5511988887777", "push_name": "Ana"}
+    )
     assert scan.status_code == 200
     await receiver.wait_for(lambda _: len(receiver.events("connection.update")) == 2)
     opened = receiver.events("connection.update")[-1]
@@ -303,11 +315,14 @@ async def test_send_text_record_webhooks_and_acks(
     assert sent_hook.data["key"]["id"] == message_id
     updates = await receiver.wait_event("messages.update", 2)
     assert [(u.data["keyId"], u.data["status"]) for u in updates] == [
-        (message_id, "SERVER_ACK"), (message_id, "DELIVERY_ACK")]
+        (message_id, "SERVER_ACK"),
+        (message_id, "DELIVERY_ACK"),
+    ]
 
     sent = (await control.get("/_sim/sent")).json()
     assert [(s["instance"], s["number"], s["text"], s["id"]) for s in sent] == [
-        ("u_3", "5511977776666", "olá", message_id)]
+        ("u_3", "5511977776666", "olá", message_id)
+    ]
 
     with pytest.raises(EvolutionBadRequest) as not_on_wa:
         await client.send_text("u_3", "abc", "hi")
@@ -318,16 +333,21 @@ async def test_inbound_message_events(
     client: EvolutionClient, control: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     await open_instance(client, control, receiver, "u_4")
-    answer = await control.post("/_sim/instances/u_4/inbound",
-                                json={"from": "5511955554444", "text": "oi", "push_name": "Bia"})
+    answer = await control.post(
+        "/_sim/instances/u_4/inbound",
+        json={"from": "5511955554444", "text": "oi", "push_name": "Bia"},
+    )
     assert answer.status_code == 200
     message_id = answer.json()["id"]
     await receiver.wait_event("chats.upsert")
     tail = [h.event for h in receiver.hooks][-3:]
     assert tail == ["messages.upsert", "contacts.upsert", "chats.upsert"]
     upsert = receiver.events("messages.upsert")[0].data
-    assert upsert["key"] == {"remoteJid": "5511955554444@s.whatsapp.net", "fromMe": False,
-                             "id": message_id}
+    assert upsert["key"] == {
+        "remoteJid": "5511955554444@s.whatsapp.net",
+        "fromMe": False,
+        "id": message_id,
+    }
     assert upsert["pushName"] == "Bia"
     assert upsert["status"] == "DELIVERY_ACK"
     assert upsert["message"]["conversation"] == "oi"
@@ -372,7 +392,8 @@ async def test_error_mapping(
     with pytest.raises(EvolutionForbidden) as forbidden:
         await client.create_instance("dup", webhook=hook_config(receiver))
     assert str(forbidden.value) == (
-        'Evolution POST /instance/create -> 403: This name "dup" is already in use.')
+        'Evolution POST /instance/create -> 403: This name "dup" is already in use.'
+    )
     assert not forbidden.value.retryable
 
     async with EvolutionClient(sim_url, "wrong") as bad:
@@ -392,12 +413,16 @@ async def test_error_mapping(
     with pytest.raises(EvolutionBadRequest) as bad_event:
         await client.set_webhook("dup", hook_config(receiver, events=("QRCODE_UPDATED", "NOPE")))
     assert bad_event.value.messages[0].startswith(
-        "webhook.events[1] is not one of enum values: APPLICATION_STARTUP,QRCODE_UPDATED,")
+        "webhook.events[1] is not one of enum values: APPLICATION_STARTUP,QRCODE_UPDATED,"
+    )
 
     raw = await control.get("/instance/nothing-here")
     assert raw.status_code == 404
-    assert raw.json() == {"status": 404, "error": "Not Found",
-                          "response": {"message": ["Cannot GET /instance/nothing-here"]}}
+    assert raw.json() == {
+        "status": 404,
+        "error": "Not Found",
+        "response": {"message": ["Cannot GET /instance/nothing-here"]},
+    }
 
     await control.post("/_sim/faults", json={"mode": "down"})
     with pytest.raises(EvolutionUnavailable) as down:
@@ -440,11 +465,16 @@ async def test_client_parsing_with_mock_transport() -> None:
     assert parse_connect({"instance": {"instanceName": "a", "state": "open"}}).qr is None
     bare = parse_connect({"count": 0})
     assert bare.state == "connecting" and bare.qr is not None and bare.qr.code is None
-    both = parse_connect({"instance": {"instanceName": "a", "status": "connecting"},
-                          "qrcode": {"code": "c", "count": 2}})
+    both = parse_connect(
+        {
+            "instance": {"instanceName": "a", "status": "connecting"},
+            "qrcode": {"code": "c", "count": 2},
+        }
+    )
     assert both.state == "connecting" and both.qr is not None and both.qr.count == 2
     assert parse_messages({"response": {"message": [{"jid": "x", "exists": False}]}}) == [
-        '{"exists":false,"jid":"x"}']
+        '{"exists":false,"jid":"x"}'
+    ]
 
     seen: list[httpx.Request] = []
 
@@ -471,8 +501,9 @@ async def test_disconnect_428_reconnects_silently(
 ) -> None:
     await open_instance(client, control, receiver, "u_6")
     receiver.hooks.clear()
-    answer = await control.post("/_sim/instances/u_6/disconnect",
-                                json={"code": 428, "auto_reconnect": True})
+    answer = await control.post(
+        "/_sim/instances/u_6/disconnect", json={"code": 428, "auto_reconnect": True}
+    )
     assert answer.status_code == 200
     await receiver.wait_event("connection.update", 2)
     assert receiver.connection_states() == [("connecting", 200), ("open", 200)]
@@ -485,8 +516,9 @@ async def test_drop_without_auto_reconnect_reopens_without_qr(
 ) -> None:
     await open_instance(client, control, receiver, "u_7")
     receiver.hooks.clear()
-    await control.post("/_sim/instances/u_7/disconnect",
-                       json={"code": 428, "auto_reconnect": False})
+    await control.post(
+        "/_sim/instances/u_7/disconnect", json={"code": 428, "auto_reconnect": False}
+    )
     assert await client.connection_state("u_7") == "close"
     await trio.sleep(0.05)
     assert receiver.hooks == []  # reconnectable codes send no close event
@@ -505,7 +537,10 @@ async def test_disconnect_401_final_close(
     await control.post("/_sim/instances/u_8/disconnect", json={"code": 401})
     await receiver.wait_event("connection.update")
     assert [h.event for h in receiver.hooks] == [
-        "status.instance", "logout.instance", "connection.update"]
+        "status.instance",
+        "logout.instance",
+        "connection.update",
+    ]
     status = receiver.hooks[0].data
     assert status["status"] == "closed" and status["disconnectionReasonCode"] == 401
     assert isinstance(json.loads(status["disconnectionObject"]), dict)
@@ -526,7 +561,10 @@ async def test_logout_and_delete(
     await client.logout("u_9")
     await receiver.wait_event("connection.update")
     assert [h.event for h in receiver.hooks] == [
-        "status.instance", "logout.instance", "connection.update"]
+        "status.instance",
+        "logout.instance",
+        "connection.update",
+    ]
     receiver.hooks.clear()
     await client.delete_instance("u_9")
     await receiver.wait_event("remove.instance")
@@ -540,13 +578,18 @@ async def test_qr_rotation_and_limit(start_sim: StartSim, receiver: Receiver) ->
     async with EvolutionClient(url, API_KEY) as evo:
         await evo.create_instance("u_10", webhook=hook_config(receiver))
         await evo.connect("u_10")
-        await receiver.wait_for(lambda _: any(
-            h.data.get("state") == "refused" for h in receiver.events("connection.update")))
+        await receiver.wait_for(
+            lambda _: any(
+                h.data.get("state") == "refused" for h in receiver.events("connection.update")
+            )
+        )
         qr_hooks = receiver.events("qrcode.updated")
         codes = [h.data["qrcode"]["code"] for h in qr_hooks[:3]]
         assert len(set(codes)) == 3
-        assert qr_hooks[3].data == {"message": "QR code limit reached, please login again",
-                                    "statusCode": 500}
+        assert qr_hooks[3].data == {
+            "message": "QR code limit reached, please login again",
+            "statusCode": 500,
+        }
         assert len(qr_hooks) == 4
         assert receiver.connection_states() == [("connecting", 200), ("refused", 428)]
         assert await evo.connection_state("u_10") == "close"
@@ -558,10 +601,15 @@ async def test_create_with_qrcode_pairing_and_restart(
     client: EvolutionClient, control: httpx.AsyncClient, receiver: Receiver, sim_url: str
 ) -> None:
     async with httpx.AsyncClient(base_url=sim_url, headers={"apikey": API_KEY}) as http:
-        answer = await http.post("/instance/create", json={
-            "instanceName": "u_15", "integration": "WHATSAPP-BAILEYS", "qrcode": True,
-            "webhook": {"url": receiver.url, "events": ["QRCODE_UPDATED"]},
-        })
+        answer = await http.post(
+            "/instance/create",
+            json={
+                "instanceName": "u_15",
+                "integration": "WHATSAPP-BAILEYS",
+                "qrcode": True,
+                "webhook": {"url": receiver.url, "events": ["QRCODE_UPDATED"]},
+            },
+        )
     body = answer.json()
     assert body["instance"]["status"] == "connecting"
     assert body["qrcode"]["count"] == 1 and body["qrcode"]["base64"].startswith("data:image/png")
@@ -609,7 +657,8 @@ async def test_filtering_by_events_and_duplicates(
     await client.create_instance("u_13", webhook=hook_config(receiver))
     await receiver.wait_event("instance.create")
     stored = await client.set_webhook(
-        "u_13", hook_config(receiver, events=("CONNECTION_UPDATE",), by_events=True))
+        "u_13", hook_config(receiver, events=("CONNECTION_UPDATE",), by_events=True)
+    )
     assert stored.events == ("CONNECTION_UPDATE",) and stored.by_events
     await control.post("/_sim/faults", json={"webhook_duplicates": 2})
     await client.connect("u_13")
@@ -689,9 +738,15 @@ async def test_app_starts_its_simulator_when_served_alone() -> None:
     app = create_simulator_app(sim)
     async with app.test_app() as test_app:
         http = test_app.test_client()
-        answer = await http.post("/instance/create", headers={"apikey": API_KEY}, json={
-            "instanceName": "alone", "integration": "WHATSAPP-BAILEYS", "webhook": {
-                "url": "http://127.0.0.1:9/unused", "events": ["INSTANCE_CREATE"]}})
+        answer = await http.post(
+            "/instance/create",
+            headers={"apikey": API_KEY},
+            json={
+                "instanceName": "alone",
+                "integration": "WHATSAPP-BAILEYS",
+                "webhook": {"url": "http://127.0.0.1:9/unused", "events": ["INSTANCE_CREATE"]},
+            },
+        )
         assert answer.status_code == 201
         assert sim.running
         connect = await http.get("/instance/connect/alone", headers={"apikey": API_KEY})

@@ -54,7 +54,7 @@ WEBHOOK_SECRET_HEADER = "X-Auzap-Webhook-Secret"
 class Started(Protocol):
     """What `run` needs of its task_status (trio's TaskStatus, or the supervisor's marker)."""
 
-    def started(self, value: Any = None) -> None: ...
+    def started(self) -> None: ...
 
 
 class InstanceGone(Exception):
@@ -93,7 +93,7 @@ class InstanceActor:
         assert self.handle.snapshot is not None
         return self.handle.snapshot
 
-    async def run(self, *, task_status: Started = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: Started) -> None:
         record = await instances.find_by_name(self.deps.pool, self.name)
         if record is None:
             raise InstanceGone(self.name)
@@ -107,6 +107,8 @@ class InstanceActor:
         while True:
             letter = await mailbox.receive.receive()
             await self._deliver(letter)
+            if self.handle.deleted:
+                return  # the supervisor marks the actor stopped; a new row gets a new actor
             if self.handle.drain_requested:
                 await self._drain_inbox()
 
@@ -163,7 +165,9 @@ class InstanceActor:
         for effect in effects:
             await self._execute(effect)
 
-    async def _persist(self, new: InstanceSnapshot, *, changed: bool, inbox_row: int | None) -> None:
+    async def _persist(
+        self, new: InstanceSnapshot, *, changed: bool, inbox_row: int | None
+    ) -> None:
         if inbox_row is None:
             if changed:
                 await instances.save_snapshot(self.deps.pool, new)
@@ -225,7 +229,8 @@ class InstanceActor:
         config = self.deps.webhook_config()
         try:
             created = await evolution.create_instance(self.name, webhook=config)
-            instance_id, token = created.instance_id, created.token
+            instance_id: str | None = created.instance_id
+            token: str | None = created.token
         except EvolutionForbidden:
             # The name exists already (an earlier create whose answer we lost): adopt it and
             # make sure it calls us back with the current secret.
@@ -247,9 +252,13 @@ class InstanceActor:
         except EvolutionError as exc:
             log.warning("reconcile %s: Evolution unavailable: %s", self.name, exc)
             return
-        event = {"open": ReportedOpen(), "connecting": ReportedConnecting(), "close": ReportedClosed()}
-        if reported in event:
-            await self.apply(event[reported])
+        events: dict[str, Event] = {
+            "open": ReportedOpen(),
+            "connecting": ReportedConnecting(),
+            "close": ReportedClosed(),
+        }
+        if reported in events:
+            await self.apply(events[reported])
 
     async def _delete(self) -> None:
         if self._created_in_evolution:

@@ -53,7 +53,9 @@ class InstanceService:
 
     async def connect_user_whatsapp(self, user: UserRef) -> InstanceSnapshot:
         name = await self.ensure_user_instance(user)
-        snapshot: InstanceSnapshot = await self.supervisor.call(name, Connect(), self.call_timeout_s)
+        snapshot: InstanceSnapshot = await self.supervisor.call(
+            name, Connect(), self.call_timeout_s
+        )
         return snapshot
 
     async def logout(self, user: UserRef) -> InstanceSnapshot | None:
@@ -69,6 +71,6 @@ class InstanceService:
         record = await instances.find_by_user(self.pool, user.user_id)
         if record is None:
             return False
+        # The actor deletes the instance in Evolution and here, answers, then ends itself.
         await self.supervisor.call(record.instance_name, DeleteInstance(), self.call_timeout_s)
-        await self.supervisor.stop_actor(record.instance_name)
         return True

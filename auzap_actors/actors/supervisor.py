@@ -48,6 +48,7 @@ class ActorHandle:
     ready: trio.Event = field(default_factory=trio.Event)
     cancel_scope: trio.CancelScope | None = None
     stop_requested: bool = False
+    stopped: trio.Event = field(default_factory=trio.Event)
 
     def __repr__(self) -> str:
         return (
@@ -142,13 +143,23 @@ class Supervisor:
     def handles(self) -> list[ActorHandle]:
         return list(self._handles.values())
 
-    async def ensure_actor(self, name: str) -> ActorHandle:
-        """The running actor of `name`, started if needed (it loads its state first)."""
+    async def ensure_actor(self, name: str, *, revive: bool = False) -> ActorHandle:
+        """The running actor of `name`, started if needed (it loads its state first).
+
+        An actor an operator stopped, or one parked after a crash loop, stays down
+        (ActorUnavailable) unless `revive` is given (the operator's start/restart).
+        """
         if self._nursery is None:
             raise NotReady("the supervisor is not running")
         handle = self._handles.get(name)
-        if handle is None or handle.status == "stopped":
-            handle = ActorHandle(name, handle.mailbox if handle else Mailbox(name, self.mailbox_capacity))
+        if handle is not None and handle.stopped.is_set():
+            if (handle.stop_requested or handle.status == "crashed") and not revive:
+                handle.check_available()
+            handle = ActorHandle(name, handle.mailbox, restarts=handle.restarts)
+            self._handles[name] = handle
+            self._nursery.start_soon(self._supervise, handle)
+        elif handle is None:
+            handle = ActorHandle(name, Mailbox(name, self.mailbox_capacity))
             self._handles[name] = handle
             self._nursery.start_soon(self._supervise, handle)
         await handle.ready.wait()
@@ -169,21 +180,19 @@ class Supervisor:
         handle.mailbox.cast(message)
 
     async def stop_actor(self, name: str) -> ActorHandle | None:
+        """Stop an actor (its queued calls are answered ActorUnavailable) and wait for it."""
         handle = self._handles.get(name)
-        if handle is not None and handle.cancel_scope is not None:
+        if handle is not None:
             handle.stop_requested = True
-            handle.cancel_scope.cancel()
+            if handle.cancel_scope is not None:
+                handle.cancel_scope.cancel()
+            await handle.stopped.wait()
         return handle
 
     async def restart_actor(self, name: str) -> ActorHandle:
         """Operator restart: also un-parks a crashed actor with a fresh budget."""
-        handle = await self.stop_actor(name)
-        if handle is not None:
-            while handle.status not in ("stopped", "crashed"):
-                await trio.sleep(0.01)
-            handle.status = "stopped"
-            handle.crash_history = ()
-        return await self.ensure_actor(name)
+        await self.stop_actor(name)
+        return await self.ensure_actor(name, revive=True)
 
     def notify_inbox(self, names: set[str]) -> None:
         """Doorbell from the inbox writer: rows were committed for these instances."""
@@ -195,8 +204,9 @@ class Supervisor:
                     handle.mailbox.cast(DrainInbox())
                 except MailboxFull:
                     pass  # drain_requested makes the actor drain after its current message
-            elif self._nursery is not None and (handle is None or handle.status == "stopped"):
+            elif self._nursery is not None and handle is None:
                 self._nursery.start_soon(self._route_unknown, name)
+            # A stopped or parked actor drains its rows when an operator starts it again.
 
     async def _route_unknown(self, name: str) -> None:
         if await instances.find_by_name(self.deps.pool, name) is not None:
@@ -208,42 +218,38 @@ class Supervisor:
             await inbox.mark_orphans(self.deps.pool, name)
 
     async def _supervise(self, handle: ActorHandle) -> None:
+        with trio.CancelScope() as scope:
+            handle.cancel_scope = scope
+            await self._supervise_loop(handle)
+        if scope.cancelled_caught or handle.status not in ("crashed",):
+            handle.status = "stopped"
+        handle.mailbox.drain_with(
+            ActorUnavailable(f"the actor of {handle.name} is {handle.status}")
+        )
+        handle.ready.set()
+        handle.stopped.set()
+
+    async def _supervise_loop(self, handle: ActorHandle) -> None:
+        """Run the actor; restart it after a crash until the restart budget is spent."""
         while True:
             handle.status = "starting" if handle.restarts == 0 else "restarting"
             log.debug("starting actor %s (restarts so far: %d)", handle.name, handle.restarts)
             try:
-                with trio.CancelScope() as scope:
-                    handle.cancel_scope = scope
-                    actor = InstanceActor(self.deps, handle)
-                    await actor.run(task_status=_Ready(handle))
-                # Cancelled by stop_actor (or the actor returned): a clean stop.
-                handle.status = "stopped"
-                handle.mailbox.drain_with(ActorUnavailable(f"the actor of {handle.name} stopped"))
-                handle.ready.set()
+                await InstanceActor(self.deps, handle).run(task_status=_Ready(handle))
                 return
             except InstanceGone:
                 handle.deleted = True
-                handle.status = "stopped"
-                handle.ready.set()
                 return
             except Exception as exc:
                 if handle.deleted:
-                    handle.status = "stopped"
-                    handle.ready.set()
                     return
                 error_id = uuid.uuid4().hex[:12]
                 handle.last_error = f"[{error_id}] {type(exc).__name__}: {exc}"
-                log.error(
-                    "actor %s crashed (error %s)", handle.name, error_id, exc_info=exc
-                )
+                log.error("actor %s crashed (error %s)", handle.name, error_id, exc_info=exc)
                 decision = decide_restart(handle.crash_history, trio.current_time(), self.policy)
                 handle.crash_history = decision.history
                 if not decision.restart:
                     handle.status = "crashed"
-                    handle.mailbox.drain_with(
-                        ActorUnavailable(f"the actor of {handle.name} is parked after crashing")
-                    )
-                    handle.ready.set()
                     log.error("actor %s parked: restart budget spent", handle.name)
                     return
                 handle.restarts += 1
@@ -257,6 +263,6 @@ class _Ready:
     def __init__(self, handle: ActorHandle) -> None:
         self.handle = handle
 
-    def started(self, value: object = None) -> None:
+    def started(self) -> None:
         self.handle.status = "running"
         self.handle.ready.set()

@@ -246,9 +246,7 @@ def transition(
             new = replace(new, qr_code=qr)
         case QrExpired():
             if state.status in (Status.CONNECTING, Status.WAITING_QR):
-                effects.append(
-                    Notify("warning", "QR code expired", "QR expired, connect again.")
-                )
+                effects.append(Notify("warning", "QR code expired", "QR expired, connect again."))
         case ConnectionOpened() | ReportedOpen():
             if isinstance(event, ConnectionOpened):
                 new = replace(

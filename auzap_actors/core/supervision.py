@@ -24,7 +24,7 @@ def decide_restart(
     history: tuple[float, ...], now: float, policy: RestartPolicy
 ) -> RestartDecision:
     """After a crash at `now`: restart after a delay, or park (restart=False)."""
-    recent = tuple(t for t in history if now - t < policy.window_s) + (now,)
+    recent = (*(t for t in history if now - t < policy.window_s), now)
     if len(recent) > policy.max_restarts:
         return RestartDecision(False, 0.0, recent)
     delay = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** (len(recent) - 1))

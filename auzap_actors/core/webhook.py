@@ -92,10 +92,15 @@ def decode_json(body: bytes) -> Any:
         raise WebhookError("invalid_encoding", "The body is not UTF-8 encoded JSON.") from None
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        message = getattr(exc, "msg", "nesting too deep")
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
-        raise WebhookError("invalid_json", f"The body is not valid JSON: {message}{where}.") from None
+    except json.JSONDecodeError as exc:
+        raise WebhookError(
+            "invalid_json",
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
+        ) from None
+    except RecursionError:
+        raise WebhookError(
+            "invalid_json", "The body is not valid JSON: nesting too deep."
+        ) from None
 
 
 def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = None) -> Envelope:

@@ -170,7 +170,10 @@ class EvolutionClient:
                 response = await self._http.request(method, path, json=json, params=params)
         except trio.TooSlowError as exc:
             raise EvolutionUnavailable(
-                [], status=None, method=method, path=path,
+                [],
+                status=None,
+                method=method,
+                path=path,
                 reason=f"timed out after {self._timeout}s",
             ) from exc
         except httpx.TransportError as exc:
@@ -192,7 +195,10 @@ class EvolutionClient:
             )
         if not valid_json:
             raise EvolutionServerError(
-                [], status=response.status_code, method=method, path=path,
+                [],
+                status=response.status_code,
+                method=method,
+                path=path,
                 reason="answer is not JSON",
             )
         if isinstance(body, dict) and body.get("error") is True:
@@ -200,7 +206,9 @@ class EvolutionClient:
             message = body.get("message")
             raise EvolutionServerError(
                 [str(message)] if message is not None else [],
-                status=response.status_code, method=method, path=path,
+                status=response.status_code,
+                method=method,
+                path=path,
                 reason="error reported in a 200 answer",
             )
         return body

@@ -52,7 +52,7 @@ class EmbeddedPostgres:
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         _prune_dead_pids(self.pgdata)
-        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         uri: str = self._server.get_uri()
         log.info("embedded PostgreSQL ready in %s", self.pgdata)
         return uri

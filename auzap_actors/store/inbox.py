@@ -202,7 +202,9 @@ class InboxWriter:
 # ---- what the owning actor does with stored rows ----------------------------------------------
 
 
-async def fetch_pending(db: Any, instance_name: str, after_id: int, limit: int = 100) -> list[InboxRow]:
+async def fetch_pending(
+    db: Any, instance_name: str, after_id: int, limit: int = 100
+) -> list[InboxRow]:
     rows = await db.fetch(
         "SELECT id, instance_name, event, payload, attempts FROM webhook_inbox"
         " WHERE instance_name = $1 AND applied_at IS NULL AND id > $2 AND attempts < $3"

@@ -79,7 +79,9 @@ def _ts(epoch: float | None) -> datetime | None:
 
 
 async def find_by_user(db: Any, user_id: uuid.UUID) -> InstanceRecord | None:
-    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE user_id = $1", user_id)
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE user_id = $1", user_id
+    )
     return _record(row) if row else None
 
 

@@ -74,5 +74,5 @@ async def stop(name: str) -> dict[str, Any]:
 @admin.post("/instances/<name>/start")
 async def start(name: str) -> dict[str, Any]:
     svc = _svc()
-    await svc.supervisor.ensure_actor(name)
+    await svc.supervisor.ensure_actor(name, revive=True)
     return await _entry(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+
 from quart import Response, current_app
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -63,7 +64,9 @@ def create_app(svc: Services) -> QuartTrio:
     async def _evolution(exc: EvolutionError) -> Response:
         if isinstance(exc, EvolutionUnavailable):
             return error_response(
-                503, "evolution_unavailable", f"Evolution API is unavailable: {exc}",
+                503,
+                "evolution_unavailable",
+                f"Evolution API is unavailable: {exc}",
                 {"Retry-After": "5"},
             )
         return error_response(502, "evolution_error", f"Evolution API refused: {exc}")
@@ -100,4 +103,3 @@ def create_app(svc: Services) -> QuartTrio:
         return response
 
     return app
-

@@ -9,10 +9,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import jwt
+from werkzeug.datastructures import Headers
 
 from ..actors.service import UserRef
 
 ALGORITHMS = ["HS256"]  # never "none", never anything asymmetric: one secret, one algorithm
+
+
+# Request headers as quart gives them, or a plain dict (tests, the CLI).
+HeaderLookup = Mapping[str, str] | Headers
 
 
 class AuthError(Exception):
@@ -54,22 +59,27 @@ def decode_user_token(token: str | None, secret: str) -> UserRef:
 
 
 def mint_user_token(
-    secret: str, user_id: uuid.UUID, organization_id: uuid.UUID | None = None,
+    secret: str,
+    user_id: uuid.UUID,
+    organization_id: uuid.UUID | None = None,
     ttl_s: int = 7 * 24 * 3600,
 ) -> str:
     """A Supabase-shaped user token (for `auzap-actors token`, the demo and tests)."""
     now = int(time.time())
     claims: dict[str, Any] = {
-        "sub": str(user_id), "aud": "authenticated", "role": "authenticated",
-        "iat": now, "exp": now + ttl_s,
+        "sub": str(user_id),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + ttl_s,
     }
     if organization_id is not None:
         claims["app_metadata"] = {"organization_id": str(organization_id)}
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    value = headers.get("Authorization", "")
+def bearer_token(headers: HeaderLookup) -> str | None:
+    value = headers.get("Authorization", "") or ""
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -82,12 +92,12 @@ def same_secret(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def check_admin(headers: Mapping[str, str], admin_token: str) -> None:
+def check_admin(headers: HeaderLookup, admin_token: str) -> None:
     if not same_secret(bearer_token(headers), admin_token):
         raise AuthError("The admin token is missing or wrong.")
 
 
-def check_webhook(headers: Mapping[str, str], secret: str, header_name: str) -> None:
+def check_webhook(headers: HeaderLookup, secret: str, header_name: str) -> None:
     """Either the shared-secret header or Evolution's `jwt_key` Bearer JWT (CONTRACT §2)."""
     if same_secret(headers.get(header_name), secret):
         return

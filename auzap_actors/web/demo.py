@@ -34,9 +34,11 @@ async def page() -> Response:
     return Response(
         html,
         content_type="text/html; charset=utf-8",
-        headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data:;"
-                 " style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';"
-                 " connect-src 'self' ws: wss:"},
+        headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:;"
+            " style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';"
+            " connect-src 'self' ws: wss:"
+        },
     )
 
 

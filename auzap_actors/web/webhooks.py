@@ -23,12 +23,16 @@ webhooks = Blueprint("webhooks", __name__, url_prefix="/api/webhook")
 
 
 async def _receive(
-    *, slug: str | None = None, legacy: bool = False, user_id: str | None = None,
+    *,
+    slug: str | None = None,
+    legacy: bool = False,
+    user_id: str | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     svc: Services = current_app.extensions["auzap"]
     check_webhook(request.headers, svc.settings.webhook_secret, WEBHOOK_SECRET_HEADER)
     body = await request.get_data(cache=False, as_text=False)
+    assert isinstance(body, bytes)
     try:
         envelope = parse_envelope(decode_json(body), legacy=legacy, slug=slug)
     except WebhookError as exc:
@@ -60,7 +64,9 @@ async def _receive(
         duplicate = await svc.inbox_writer.submit(entry)
     except InboxUnavailable as exc:
         raise ApiError(
-            503, "unavailable", f"The event could not be stored now ({exc}); retry later.",
+            503,
+            "unavailable",
+            f"The event could not be stored now ({exc}); retry later.",
             {"Retry-After": "5"},
         ) from None
     return {"accepted": True, "duplicate": duplicate}
@@ -89,5 +95,3 @@ async def legacy() -> dict[str, Any]:
 @webhooks.post("/test")
 async def dry_run() -> dict[str, Any]:
     return await _receive(legacy=True, dry_run=True)
-
-

@@ -55,9 +55,7 @@ def create_simulator_app(sim: Simulator) -> QuartTrio:
         ):
             return Response(_DOWN_BODY, status=503, content_type="text/html")
         if faults.mode == "error":
-            return json_response(
-                SimHTTPError(500, ["Simulated internal server error"]).body(), 500
-            )
+            return json_response(SimHTTPError(500, ["Simulated internal server error"]).body(), 500)
         return None
 
     @app.errorhandler(SimHTTPError)

@@ -62,8 +62,9 @@ def register_control(app: QuartTrio, sim: Simulator) -> None:
         body = await _body()
         inst = instance(name)
         profile = body.get("profile_name", body.get("push_name"))
-        sim.scan(inst, _phone(body.get("phone"), "phone"),
-                 str(profile) if profile is not None else None)
+        sim.scan(
+            inst, _phone(body.get("phone"), "phone"), str(profile) if profile is not None else None
+        )
         return json_response({"instance": name, "state": inst.state, "wuid": inst.owner_jid})
 
     @app.post("/_sim/instances/<name>/disconnect")
@@ -85,7 +86,10 @@ def register_control(app: QuartTrio, sim: Simulator) -> None:
             raise ControlError(400, '"text" must be a non-empty string')
         push_name = body.get("push_name")
         message_id = messages.inbound(
-            sim, inst, _phone(body.get("from"), "from"), text,
+            sim,
+            inst,
+            _phone(body.get("from"), "from"),
+            text,
             str(push_name) if push_name is not None else None,
         )
         return json_response({"id": message_id})
@@ -105,11 +109,13 @@ def register_control(app: QuartTrio, sim: Simulator) -> None:
 
     @app.get("/_sim/requests")
     async def requests() -> Response:
-        return json_response({
-            "total": sim.requests_total,
-            "by_route": dict(sim.by_route),
-            "by_instance": {name: dict(c) for name, c in sim.by_instance.items()},
-        })
+        return json_response(
+            {
+                "total": sim.requests_total,
+                "by_route": dict(sim.by_route),
+                "by_instance": {name: dict(c) for name, c in sim.by_instance.items()},
+            }
+        )
 
     @app.get("/_sim/instances")
     async def instances() -> Response:

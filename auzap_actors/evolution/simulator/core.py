@@ -65,11 +65,16 @@ class ControlError(Exception):
 
 def boom_object(code: int) -> str:
     """``disconnectionObject``: the Boom error of the last disconnect, as a JSON string."""
-    return json.dumps({
-        "error": {"isBoom": True, "isServer": code >= 500,
-                  "output": {"statusCode": code, "payload": {"statusCode": code}}},
-        "date": now_iso(),
-    })
+    return json.dumps(
+        {
+            "error": {
+                "isBoom": True,
+                "isServer": code >= 500,
+                "output": {"statusCode": code, "payload": {"statusCode": code}},
+            },
+            "date": now_iso(),
+        }
+    )
 
 
 class Simulator:
@@ -149,8 +154,11 @@ class Simulator:
         self.persist()
 
     def _connection_update(self, inst: Instance, state: str, reason: int = 200) -> None:
-        self.emit(inst, "connection.update",
-                  {"instance": inst.name, "state": state, "statusReason": reason})
+        self.emit(
+            inst,
+            "connection.update",
+            {"instance": inst.name, "state": state, "statusReason": reason},
+        )
 
     # -- create --------------------------------------------------------------------
 
@@ -167,8 +175,10 @@ class Simulator:
         inst = Instance(
             name=name,
             token=str(token) if token else str(uuid.uuid4()).upper(),
-            settings={**default_settings(),
-                      **{k: body[k] for k in default_settings() if k in body}},
+            settings={
+                **default_settings(),
+                **{k: body[k] for k in default_settings() if k in body},
+            },
         )
         number = body.get("number")
         inst.number = str(number) if number else None
@@ -196,12 +206,18 @@ class Simulator:
         count = inst.qr.count + 1
         inst.qr = make_qr(pairing=inst.pairing)
         inst.qr.count = count
-        self.emit(inst, "qrcode.updated", {"qrcode": {
-            "instance": inst.name,
-            "pairingCode": inst.qr.pairing_code,
-            "code": inst.qr.code,
-            "base64": inst.qr.base64,
-        }})
+        self.emit(
+            inst,
+            "qrcode.updated",
+            {
+                "qrcode": {
+                    "instance": inst.name,
+                    "pairingCode": inst.qr.pairing_code,
+                    "code": inst.qr.code,
+                    "base64": inst.qr.base64,
+                }
+            },
+        )
 
     async def _qr_cycle(self, inst: Instance) -> None:
         while True:
@@ -215,8 +231,11 @@ class Simulator:
         self.emit(inst, "qrcode.updated", {"message": QR_LIMIT_MESSAGE, "statusCode": 500})
         refused: dict[str, Any] = {"instance": inst.name, "state": "refused", "statusReason": 428}
         if inst.owner_jid is not None:
-            refused.update(wuid=inst.owner_jid, profileName=inst.profile_name,
-                           profilePictureUrl=inst.profile_pic_url)
+            refused.update(
+                wuid=inst.owner_jid,
+                profileName=inst.profile_name,
+                profilePictureUrl=inst.profile_pic_url,
+            )
         self.emit(inst, "connection.update", refused)
         inst.qr = QrState()
         inst.pairing = False
@@ -231,27 +250,35 @@ class Simulator:
         inst.qr = QrState()
         inst.pairing = False
         inst.sender = inst.owner_jid
-        self.emit(inst, "connection.update", {
-            "instance": inst.name,
-            "wuid": inst.owner_jid,
-            "profileName": inst.profile_name,
-            "profilePictureUrl": inst.profile_pic_url,
-            "state": "open",
-            "statusReason": 200,
-        })
+        self.emit(
+            inst,
+            "connection.update",
+            {
+                "instance": inst.name,
+                "wuid": inst.owner_jid,
+                "profileName": inst.profile_name,
+                "profilePictureUrl": inst.profile_pic_url,
+                "state": "open",
+                "statusReason": 200,
+            },
+        )
 
     def final_close(self, inst: Instance, code: int) -> None:
         """The no-reconnect path (401/402/403/406, API logout): facts §5.4."""
         inst.disconnection_reason_code = code
         inst.disconnection_at = now_iso()
         inst.disconnection_object = boom_object(code)
-        self.emit(inst, "status.instance", {
-            "instance": inst.name,
-            "status": "closed",
-            "disconnectionAt": inst.disconnection_at,
-            "disconnectionReasonCode": code,
-            "disconnectionObject": inst.disconnection_object,
-        })
+        self.emit(
+            inst,
+            "status.instance",
+            {
+                "instance": inst.name,
+                "status": "closed",
+                "disconnectionAt": inst.disconnection_at,
+                "disconnectionReasonCode": code,
+                "disconnectionObject": inst.disconnection_object,
+            },
+        )
         self.emit(inst, "logout.instance", None)
         inst.has_session = False  # creds wiped: the next connect needs a new QR
         inst.qr = QrState()
@@ -313,8 +340,9 @@ class Simulator:
 
     def scan(self, inst: Instance, phone: str, profile_name: str | None) -> None:
         if inst.state != "connecting" or inst.has_session:
-            raise ControlError(409, f'instance "{inst.name}" is not waiting for a QR scan '
-                                    f"(state {inst.state})")
+            raise ControlError(
+                409, f'instance "{inst.name}" is not waiting for a QR scan (state {inst.state})'
+            )
         inst.has_session = True
         inst.owner_jid = f"{phone}@s.whatsapp.net"
         inst.number = phone
@@ -351,9 +379,13 @@ class Simulator:
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
-                "name": inst.name, "id": inst.id, "state": inst.state,
-                "has_session": inst.has_session, "owner_jid": inst.owner_jid,
-                "number": inst.number, "profile_name": inst.profile_name,
+                "name": inst.name,
+                "id": inst.id,
+                "state": inst.state,
+                "has_session": inst.has_session,
+                "owner_jid": inst.owner_jid,
+                "number": inst.number,
+                "profile_name": inst.profile_name,
                 "qr_count": inst.qr.count,
                 "webhook_url": inst.webhook.url if inst.webhook else None,
                 "webhook_enabled": inst.webhook.enabled if inst.webhook else None,

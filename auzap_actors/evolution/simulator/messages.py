@@ -24,8 +24,14 @@ from .model import (
 
 
 def _record(
-    inst: Instance, *, remote_jid: str, message_id: str, from_me: bool, push_name: str,
-    status: str, text: str,
+    inst: Instance,
+    *,
+    remote_jid: str,
+    message_id: str,
+    from_me: bool,
+    push_name: str,
+    status: str,
+    text: str,
 ) -> dict[str, Any]:
     return {
         "key": {"remoteJid": remote_jid, "fromMe": from_me, "id": message_id},
@@ -52,15 +58,25 @@ def send_text(sim: Simulator, inst: Instance, number: str, text: str) -> dict[st
         # What the real onWhatsApp check answers for a number that is not on WhatsApp.
         raise SimHTTPError(400, [{"jid": jid, "exists": False, "number": number}])
     record = _record(
-        inst, remote_jid=jid, message_id=new_message_id(), from_me=True,
+        inst,
+        remote_jid=jid,
+        message_id=new_message_id(),
+        from_me=True,
         push_name="Você",  # Baileys' fallback for own messages
-        status="PENDING", text=text,
+        status="PENDING",
+        text=text,
     )
     sim.emit(inst, "send.message", record)
-    sim.sent.append({
-        "instance": inst.name, "number": number, "remote_jid": jid, "text": text,
-        "id": record["key"]["id"], "at": now_iso(),
-    })
+    sim.sent.append(
+        {
+            "instance": inst.name,
+            "number": number,
+            "remote_jid": jid,
+            "text": text,
+            "id": record["key"]["id"],
+            "at": now_iso(),
+        }
+    )
     sim.spawn_for(inst, _acks, sim, record)
     return record
 
@@ -69,14 +85,18 @@ async def _acks(inst: Instance, sim: Simulator, record: dict[str, Any]) -> None:
     row_id = new_row_id()
     for status in ("SERVER_ACK", "DELIVERY_ACK"):
         await trio.sleep(sim.config.ack_delay_s)
-        sim.emit(inst, "messages.update", {
-            "keyId": record["key"]["id"],
-            "remoteJid": record["key"]["remoteJid"],
-            "fromMe": True,
-            "status": status,
-            "instanceId": inst.id,
-            "messageId": row_id,
-        })
+        sim.emit(
+            inst,
+            "messages.update",
+            {
+                "keyId": record["key"]["id"],
+                "remoteJid": record["key"]["remoteJid"],
+                "fromMe": True,
+                "status": status,
+                "instanceId": inst.id,
+                "messageId": row_id,
+            },
+        )
 
 
 def inbound(sim: Simulator, inst: Instance, sender: str, text: str, push_name: str | None) -> str:
@@ -87,15 +107,31 @@ def inbound(sim: Simulator, inst: Instance, sender: str, text: str, push_name: s
     name = push_name or jid.split("@", 1)[0]  # Evolution falls back to the number
     message_id = new_inbound_id()
     record = _record(
-        inst, remote_jid=jid, message_id=message_id, from_me=False, push_name=name,
-        status="DELIVERY_ACK", text=text,
+        inst,
+        remote_jid=jid,
+        message_id=message_id,
+        from_me=False,
+        push_name=name,
+        status="DELIVERY_ACK",
+        text=text,
     )
     sim.emit(inst, "messages.upsert", record)
     # From a message the contact event carries a single object, chats an array.
-    sim.emit(inst, "contacts.upsert", {
-        "remoteJid": jid, "pushName": name, "profilePicUrl": None, "instanceId": inst.id,
-    })
-    sim.emit(inst, "chats.upsert", [
-        {"remoteJid": jid, "instanceId": inst.id, "name": name, "unreadMessages": 1},
-    ])
+    sim.emit(
+        inst,
+        "contacts.upsert",
+        {
+            "remoteJid": jid,
+            "pushName": name,
+            "profilePicUrl": None,
+            "instanceId": inst.id,
+        },
+    )
+    sim.emit(
+        inst,
+        "chats.upsert",
+        [
+            {"remoteJid": jid, "instanceId": inst.id, "name": name, "unreadMessages": 1},
+        ],
+    )
     return message_id

@@ -202,9 +202,21 @@ class WebhookSettings:
 
 
 _PERSISTED = (
-    "name", "id", "token", "state", "has_session", "owner_jid", "profile_name",
-    "profile_pic_url", "number", "disconnection_reason_code", "disconnection_object",
-    "disconnection_at", "created_at", "updated_at", "settings",
+    "name",
+    "id",
+    "token",
+    "state",
+    "has_session",
+    "owner_jid",
+    "profile_name",
+    "profile_pic_url",
+    "number",
+    "disconnection_reason_code",
+    "disconnection_object",
+    "disconnection_at",
+    "created_at",
+    "updated_at",
+    "settings",
 )
 
 
@@ -272,10 +284,14 @@ class Instance:
         data["webhook"] = None
         if self.webhook is not None:
             data["webhook"] = {
-                "url": self.webhook.url, "enabled": self.webhook.enabled,
-                "events": self.webhook.events, "headers": self.webhook.headers,
-                "by_events": self.webhook.by_events, "base64": self.webhook.base64,
-                "id": self.webhook.id, "created_at": self.webhook.created_at,
+                "url": self.webhook.url,
+                "enabled": self.webhook.enabled,
+                "events": self.webhook.events,
+                "headers": self.webhook.headers,
+                "by_events": self.webhook.by_events,
+                "base64": self.webhook.base64,
+                "id": self.webhook.id,
+                "created_at": self.webhook.created_at,
                 "updated_at": self.webhook.updated_at,
             }
         return data

@@ -20,8 +20,9 @@ from .validation import validate_create, validate_send_text, validate_set_webhoo
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, ensure_ascii=False), status=status,
-                    content_type="application/json")
+    return Response(
+        json.dumps(data, ensure_ascii=False), status=status, content_type="application/json"
+    )
 
 
 async def _body() -> Any:
@@ -38,15 +39,17 @@ def register_rest(app: QuartTrio, sim: Simulator) -> None:
 
     @app.get("/")
     async def root() -> Response:
-        return json_response({
-            "status": 200,
-            "message": "Welcome to the Evolution API, it is working!",
-            "version": "2.3.6-sim",
-            "clientName": "evolution_exchange",
-            "manager": f"{sim.server_url}/manager",
-            "documentation": "https://doc.evolution-api.com",
-            "whatsappWebVersion": "2.3000.0",
-        })
+        return json_response(
+            {
+                "status": 200,
+                "message": "Welcome to the Evolution API, it is working!",
+                "version": "2.3.6-sim",
+                "clientName": "evolution_exchange",
+                "manager": f"{sim.server_url}/manager",
+                "documentation": "https://doc.evolution-api.com",
+                "whatsappWebVersion": "2.3000.0",
+            }
+        )
 
     @app.post("/instance/create")
     async def create() -> Response:

@@ -49,9 +49,7 @@ def webhook_errors(hook: Any, prefix: str, *, require_enabled: bool) -> list[str
         allowed = ",".join(ALLOWED_WEBHOOK_EVENTS)
         for index, name in enumerate(events):
             if name not in ALLOWED_WEBHOOK_EVENTS:
-                errors.append(
-                    f"{prefix}.events[{index}] is not one of enum values: {allowed}"
-                )
+                errors.append(f"{prefix}.events[{index}] is not one of enum values: {allowed}")
     return errors
 
 

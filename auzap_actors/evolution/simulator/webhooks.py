@@ -169,8 +169,12 @@ class WebhookEmitter:
             await trio.sleep(self.retry_delay(attempt - 1))
             if await self._attempt(delivery, attempt) != "retry":
                 return
-        log.warning("webhook %s for %s dropped after %d attempts",
-                    delivery.event, delivery.instance, cfg.webhook_retry_attempts)
+        log.warning(
+            "webhook %s for %s dropped after %d attempts",
+            delivery.event,
+            delivery.instance,
+            cfg.webhook_retry_attempts,
+        )
 
     def retry_delay(self, failed_attempt: int) -> float:
         """initial x 2^(n-1), capped, +-20 % jitter, never below the initial delay."""
@@ -201,8 +205,15 @@ class WebhookEmitter:
                 result = "fatal"
             else:
                 result = "retry"
-        self.log.append({
-            "instance": delivery.instance, "event": delivery.event, "url": delivery.url,
-            "attempt": attempt, "result": result, "outcome": outcome, "at": now_iso(),
-        })
+        self.log.append(
+            {
+                "instance": delivery.instance,
+                "event": delivery.event,
+                "url": delivery.url,
+                "attempt": attempt,
+                "result": result,
+                "outcome": outcome,
+                "at": now_iso(),
+            }
+        )
         return result
