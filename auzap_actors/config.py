@@ -149,9 +149,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         evolution_api_key=api_key,
         webhook_url=_url(env, "WEBHOOK_URL", ("http", "https")),
         frontend_url=_url(env, "FRONTEND_URL", ("http", "https")),
-        jwt_secret=_secret(env, "AUZAP_JWT_SECRET", demo),
+        # HS256 keys: at least 32 bytes (RFC 7518 §3.2); Supabase's secrets are longer.
+        jwt_secret=_secret(env, "AUZAP_JWT_SECRET", demo, min_len=32),
         admin_token=_secret(env, "AUZAP_ADMIN_TOKEN", demo),
-        webhook_secret=_secret(env, "AUZAP_WEBHOOK_SECRET", demo),
+        webhook_secret=_secret(env, "AUZAP_WEBHOOK_SECRET", demo, min_len=32),
         host=env.get("AUZAP_HOST", "").strip() or "127.0.0.1",
         port=_int(env, "AUZAP_PORT", 8000, 0, 65535),
         node_id=env.get("AUZAP_NODE_ID", "").strip() or f"{socket.gethostname()}-{os.getpid()}",

@@ -87,6 +87,7 @@ async def serve(
         async with trio.open_nursery() as outer:
             simulator_url = None
             if settings.evolution_api_url is None:
+                settings.data_dir.mkdir(parents=True, exist_ok=True)
                 sim_config = SimulatorConfig(
                     api_key=settings.evolution_api_key,
                     state_file=settings.data_dir / "simulator.json",
@@ -197,7 +198,7 @@ def _banner(settings: Settings, url: str, simulator_url: str | None) -> None:
             f"  demo user id:      {DEMO_USER_ID}",
             f"  demo user token:   {token}",
             f"  admin token:       {settings.admin_token}",
-            "  (demo mode: secrets are random for this run; Ctrl-C stops everything)",
+            "  (demo mode: secrets not set in the environment are random per run; Ctrl-C stops)",
         ]
     print("\n".join(lines), flush=True)
 

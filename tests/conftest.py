@@ -20,7 +20,7 @@ from auzap_actors.config import Settings, load_settings
 from auzap_actors.serve import Running, serve
 from auzap_actors.store.embedded import EmbeddedPostgres
 
-JWT_SECRET = "test-jwt-secret-0123456789abcdef"
+JWT_SECRET = "test-jwt-secret-" + "0123456789abcdef" * 4
 WEBHOOK_SECRET = "test-webhook-secret-0123456789ab"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 SIM_API_KEY = "test-evolution-api-key"

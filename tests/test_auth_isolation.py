@@ -1,0 +1,121 @@
+"""Step 1 acceptance 5: bad tokens get 401 on HTTP and on the WebSocket, and a socket only
+ever receives its own user's (and own organization's) frames."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+import trio
+from trio_websocket import ConnectionRejected, open_websocket_url
+
+from .conftest import ADMIN_TOKEN, JWT_SECRET, ServiceRunner
+from .helpers import auth, http, next_frame, no_frame, user_token, wait_frame
+
+
+def _b64(obj: dict[str, Any]) -> str:
+    raw = json.dumps(obj).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def bad_tokens() -> dict[str, str | None]:
+    user = str(uuid.uuid4())
+    now = int(time.time())
+    claims = {"sub": user, "exp": now + 3600}
+    return {
+        "missing": None,
+        "garbage": "not-a-jwt",
+        "expired": jwt.encode({"sub": user, "exp": now - 60}, JWT_SECRET, algorithm="HS256"),
+        "wrong_secret": jwt.encode(
+            claims, "another-secret-0123456789abcdef-xyz", algorithm="HS256"
+        ),
+        "alg_none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
+        "hs512": jwt.encode(claims, JWT_SECRET, algorithm="HS512"),
+        "no_exp": jwt.encode({"sub": user}, JWT_SECRET, algorithm="HS256"),
+        "sub_not_uuid": jwt.encode(
+            {"sub": "admin", "exp": now + 60}, JWT_SECRET, algorithm="HS256"
+        ),
+    }
+
+
+async def test_bad_tokens_are_refused_on_http_and_websocket(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    ws_base = service.url.replace("http://", "ws://")
+    async with http(service.url) as client:
+        for label, token in bad_tokens().items():
+            headers = auth(token) if token else {}
+            for method, path in (
+                ("GET", "/api/whatsapp/instance"),
+                ("POST", "/api/whatsapp/connect"),
+            ):
+                answer = await client.request(method, path, headers=headers)
+                assert answer.status_code == 401, (label, path, answer.text)
+                assert answer.json()["error"]["code"] in (
+                    "unauthorized",
+                    "invalid_token",
+                    "token_expired",
+                ), label
+            url = f"{ws_base}/ws" + (f"?token={token}" if token else "")
+            with pytest.raises(ConnectionRejected) as rejected:
+                async with open_websocket_url(url):
+                    pass
+            assert rejected.value.status_code == 401, label
+        # The admin surface wants the admin token, not a user token.
+        good_user = user_token(uuid.uuid4())
+        assert (await client.get("/admin/tree", headers=auth(good_user))).status_code == 401
+        assert (await client.get("/admin/tree")).status_code == 401
+        assert (await client.get("/admin/tree", headers=auth(ADMIN_TOKEN))).status_code == 200
+
+
+async def test_a_socket_gets_only_its_own_users_and_orgs_frames(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    ws_base = service.url.replace("http://", "ws://")
+    org = uuid.uuid4()
+    alice, bob, carol, dave = (uuid.uuid4() for _ in range(4))
+    tokens = {
+        "alice": user_token(alice, org),  # org member who connects
+        "bob": user_token(bob),  # no organization
+        "carol": user_token(carol, org),  # same organization as alice
+        "dave": user_token(dave, uuid.uuid4()),  # another organization
+    }
+    async with (
+        open_websocket_url(f"{ws_base}/ws?token={tokens['alice']}") as ws_alice,
+        open_websocket_url(f"{ws_base}/ws?token={tokens['bob']}") as ws_bob,
+        open_websocket_url(f"{ws_base}/ws?token={tokens['carol']}") as ws_carol,
+        open_websocket_url(f"{ws_base}/ws?token={tokens['dave']}") as ws_dave,
+        http(service.url) as client,
+    ):
+        for ws in (ws_alice, ws_bob, ws_carol, ws_dave):
+            assert (await next_frame(ws))["type"] == "snapshot"
+        answer = await client.post("/api/whatsapp/connect", headers=auth(tokens["alice"]))
+        assert answer.status_code == 200
+        name = f"user_{alice}"
+        await wait_frame(ws_alice, lambda f: f["type"] == "qrcode")
+        async with http(service.simulator_url or "") as sim:
+            await sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511955554444"})
+        await wait_frame(
+            ws_alice, lambda f: f["type"] == "status" and f["data"]["status"] == "open"
+        )
+        org_frame = await wait_frame(
+            ws_carol, lambda f: f["type"] == "org.status" and f["data"]["status"] == "open"
+        )
+        assert org_frame["data"]["instance_name"] == name
+        # Carol sees organization frames only: never Alice's QR, status or notifications.
+        with trio.move_on_after(0.3):
+            while True:
+                frame = json.loads(await ws_carol.get_message())
+                assert frame["type"].startswith("org."), frame
+        await no_frame(ws_bob)
+        await no_frame(ws_dave)
+        # Ping/pong works and is private too.
+        await ws_bob.send_message(json.dumps({"type": "ping"}))
+        assert await next_frame(ws_bob) == {"type": "pong"}
+        await no_frame(ws_dave, within=0.2)
+        # Bob cannot read Alice's instance through the API either.
+        mine = await client.get("/api/whatsapp/instance", headers=auth(tokens["bob"]))
+        assert mine.status_code == 404
