@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from ..core.payloads import MESSAGE_EVENTS, Batch, parse_batch, parse_message
 from ..core.state import (
     CallConnect,
     CallLogout,
@@ -39,9 +40,21 @@ from ..evolution.client import WEBHOOK_EVENTS, EvolutionClient
 from ..evolution.errors import EvolutionError, EvolutionForbidden, EvolutionNotFound
 from ..evolution.types import ConnectResult, WebhookConfig
 from ..store import inbox, instances
+from ..store import messages as messages_store
+from ..store.messages import Applied, BatchWriter
 from .hub import Hub
 from .mailbox import Letter, reply
-from .messages import Connect, Crash, DeleteInstance, DrainInbox, InjectedCrash, Logout, Reconcile
+from .messages import (
+    Connect,
+    Crash,
+    DeleteInstance,
+    DrainInbox,
+    InjectedCrash,
+    Logout,
+    NotConnected,
+    Reconcile,
+    SendText,
+)
 
 if TYPE_CHECKING:
     from .supervisor import ActorHandle
@@ -115,8 +128,8 @@ class InstanceActor:
     async def _deliver(self, letter: Letter) -> None:
         try:
             result = await self._handle(letter.message)
-        except EvolutionError as exc:
-            # Evolution said no or is unreachable: the caller learns why, the actor lives on.
+        except (EvolutionError, NotConnected) as exc:
+            # Expected refusals: the caller learns why, the actor lives on.
             reply(letter, False, exc)
         except Exception as exc:
             reply(letter, False, exc)
@@ -142,6 +155,8 @@ class InstanceActor:
             case DeleteInstance():
                 await self._delete()
                 return None
+            case SendText(to=to, text=text):
+                return await self._send_text(to, text)
             case Crash(reason=reason):
                 raise InjectedCrash(reason)
         raise TypeError(f"unknown message {message!r}")
@@ -269,6 +284,46 @@ class InstanceActor:
         await instances.delete_instance(self.deps.pool, self.name)
         self.handle.deleted = True
 
+    # ---- messages ----------------------------------------------------------------------------
+
+    async def _apply_batch(self, batch: Batch, *, inbox_row: int | None) -> Applied:
+        """Store a batch (and mark its inbox row) in one transaction, then publish."""
+        async with self.deps.pool.acquire() as conn:
+            async with conn.transaction():
+                applied = await BatchWriter(conn, self.name).apply(batch)
+                if inbox_row is not None:
+                    await inbox.mark_done(conn, inbox_row, "applied")
+        self._publish_applied(applied)
+        return applied
+
+    def _publish_applied(self, applied: Applied) -> None:
+        hub, snap = self.deps.hub, self.snapshot
+        for message in applied.new_messages:
+            hub.publish_user(snap.user_id, "message", message)
+            hub.publish_org(snap.organization_id, "org.message", message)
+        for change in applied.status_changes:
+            hub.publish_user(snap.user_id, "message_status", change)
+        for presence in applied.presences:
+            hub.publish_user(snap.user_id, "presence", presence)
+
+    async def _send_text(self, to: str, text: str) -> dict[str, Any]:
+        if not self.snapshot.state.is_connected:
+            raise NotConnected(f"WhatsApp is {self.snapshot.state.status.value}, not connected.")
+        sent = await self.deps.evolution.send_text(self.name, to, text)
+        record, aliases = parse_message(sent)
+        if record is None:
+            raise WebhookError("invalid_data", "Evolution answered sendText without a message.")
+        applied = await self._apply_batch(
+            Batch(aliases=aliases, messages=(record,)), inbox_row=None
+        )
+        if applied.new_messages:
+            return applied.new_messages[0]
+        # Already stored (the send.message webhook won the race): answer with the stored row.
+        async with self.deps.pool.acquire() as conn:
+            view = await messages_store.find_message(conn, self.name, record.wa_id, True)
+        assert view is not None
+        return view
+
     # ---- the webhook inbox -----------------------------------------------------------------
 
     async def _drain_inbox(self) -> None:
@@ -287,9 +342,19 @@ class InstanceActor:
         pool = self.deps.pool
         data = row.payload.get("data") if isinstance(row.payload, dict) else None
         try:
+            if row.event in MESSAGE_EVENTS:
+                batch = parse_batch(row.event, data)
+                assert batch is not None
+                await self._apply_batch(batch, inbox_row=row.id)
+                return
             event = state_event(row.event, data)
         except WebhookError as exc:
             await inbox.mark_done(pool, row.id, "invalid", exc.message)
+            return
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("error %s applying inbox row %s of %s", error_id, row.id, self.name)
+            await inbox.record_failure(pool, row.id, f"[{error_id}] {exc!r}")
             return
         if event is None:
             # Stored for the message pipeline (step 2); nothing for the state machine.

@@ -32,6 +32,18 @@ class Reconcile:
 
 
 @dataclass(frozen=True, slots=True)
+class SendText:
+    """Send a text through Evolution; replies with the stored MessageView."""
+
+    to: str
+    text: str
+
+
+class NotConnected(Exception):
+    """The instance is not open; the front answers 409."""
+
+
+@dataclass(frozen=True, slots=True)
 class Crash:
     """Raise inside the actor (fault injection for tests and operators' drills)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..core.naming import instance_name_for
 from ..core.views import InstanceSnapshot
 from ..store import instances
-from .messages import Connect, DeleteInstance, Logout
+from .messages import Connect, DeleteInstance, Logout, NotConnected, SendText
 from .supervisor import Supervisor
 
 
@@ -74,3 +74,13 @@ class InstanceService:
         # The actor deletes the instance in Evolution and here, answers, then ends itself.
         await self.supervisor.call(record.instance_name, DeleteInstance(), self.call_timeout_s)
         return True
+
+    async def send_text(self, user: UserRef, to: str, text: str) -> dict[str, Any]:
+        """Send through the user's instance; NotConnected if it is not open."""
+        record = await instances.find_by_user(self.pool, user.user_id)
+        if record is None:
+            raise NotConnected("You have no WhatsApp instance yet; connect first.")
+        view: dict[str, Any] = await self.supervisor.call(
+            record.instance_name, SendText(to, text), self.call_timeout_s
+        )
+        return view

@@ -116,8 +116,8 @@ def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = Non
         raw_event = slug
     if not isinstance(raw_event, str) or not raw_event.strip():
         raise WebhookError("missing_event", "The webhook envelope has no `event` string.")
-    if len(raw_event) > 100:
-        raise WebhookError("invalid_event", "The `event` field is too long.")
+    if len(raw_event) > 100 or not raw_event.isprintable():
+        raise WebhookError("invalid_event", "The `event` field is too long or not printable.")
     event = normalize_event(raw_event)
     if slug is not None and normalize_event(slug) != event:
         raise WebhookError(
@@ -131,8 +131,8 @@ def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = Non
         raise WebhookError(
             "missing_instance", "The webhook envelope has no `instance` name string."
         )
-    if len(instance) > MAX_INSTANCE_NAME:
-        raise WebhookError("invalid_instance", "The `instance` name is too long.")
+    if len(instance) > MAX_INSTANCE_NAME or not instance.isprintable():
+        raise WebhookError("invalid_instance", "The `instance` name is too long or not printable.")
     date_time = payload.get("date_time")
     return Envelope(
         event=event,

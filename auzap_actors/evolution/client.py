@@ -1,8 +1,9 @@
 """Async HTTP client for Evolution API v2 (facts §1-§2).
 
 Every call goes through :meth:`EvolutionClient._request`, the single choke point
-where retries and a circuit breaker will be added later. The API key travels in the
-``apikey`` header only and is never logged or put into an exception.
+where retries (stamina, :class:`RetryPolicy`) and the circuit breaker of this base URL
+(:class:`CircuitBreaker`) apply. The API key travels in the ``apikey`` header only and
+is never logged or put into an exception.
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
+import stamina
 import trio
 
+from .breaker import BreakerConfig, CircuitBreaker
 from .errors import (
+    EvolutionError,
     EvolutionServerError,
     EvolutionUnavailable,
     error_for_status,
 )
 from .events import WEBHOOK_EVENTS
+from .retry import RetryPolicy, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, QrCode, WebhookConfig
 
-__all__ = ["WEBHOOK_EVENTS", "EvolutionClient"]
+__all__ = ["WEBHOOK_EVENTS", "BreakerConfig", "CircuitBreaker", "EvolutionClient", "RetryPolicy"]
+
+# Failures raised before a single byte of the request left: safe to repeat even for
+# calls that must not happen twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +119,12 @@ def webhook_body(config: WebhookConfig) -> dict[str, Any]:
 
 
 class EvolutionClient:
-    """One Evolution server, authenticated with one API key (global or instance)."""
+    """One Evolution server, authenticated with one API key (global or instance).
+
+    ``retry`` defaults to ``RetryPolicy()``; ``breaker`` to a fresh breaker for
+    ``base_url``. Clients that talk to the same server with different keys should
+    share one breaker (pass it in): the breaker judges the server, not the key.
+    """
 
     def __init__(
         self,
@@ -120,9 +134,13 @@ class EvolutionClient:
         timeout: float = 15.0,
         connect_timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker(self.base_url, BreakerConfig())
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"apikey": api_key},
@@ -158,12 +176,69 @@ class EvolutionClient:
         params: dict[str, str] | None = None,
         idempotent: bool,
     ) -> Any:
-        """Send one request and decode Evolution's answer or raise an EvolutionError.
+        """Send a request, with retries, and decode Evolution's answer.
 
-        ``idempotent`` says whether the call may be repeated safely; the retry layer
-        added here later uses it to decide what to retry.
+        ``idempotent`` says whether the call may be repeated safely; see
+        :func:`~auzap_actors.evolution.retry.should_retry` for what is retried.
+        Raises the last attempt's :class:`EvolutionError`;
+        :class:`EvolutionCircuitOpen` (nothing sent) while the breaker is open.
+        Cancellation propagates at once, between attempts too; a cancelled
+        half-open probe frees the breaker's probe slot.
         """
-        log.debug("evolution %s %s (idempotent=%s)", method, path, idempotent)
+        policy = self.retry
+        body: Any = None
+        last: EvolutionError | None = None
+        async for attempt in stamina.retry_context(
+            on=lambda exc: should_retry(exc, idempotent=idempotent),
+            attempts=policy.attempts,
+            timeout=None,  # attempts bound the loop; each attempt has its own timeout
+            wait_initial=policy.initial_s,
+            wait_max=policy.max_s,
+            wait_exp_base=2,
+        ):
+            with attempt:
+                if last is not None:
+                    # str(last) names method, path and Evolution's message, never the key.
+                    log.warning(
+                        "evolution %s %s: attempt %d of %d after: %s",
+                        method,
+                        path,
+                        attempt.num,
+                        policy.attempts,
+                        last,
+                    )
+                try:
+                    body = await self._attempt(method, path, json=json, params=params)
+                except EvolutionError as exc:
+                    last = exc
+                    raise
+        return body
+
+    async def _attempt(
+        self, method: str, path: str, *, json: Any, params: dict[str, str] | None
+    ) -> Any:
+        """One request through the breaker: the outcome is reported to it."""
+        probe = self.breaker.allow(method=method, path=path)
+        try:
+            body = await self._send(method, path, json=json, params=params)
+        except EvolutionUnavailable:
+            self.breaker.record_failure()
+            raise
+        except EvolutionError:
+            # Any other answer (4xx, 500, a 200 quirk) came from a live server.
+            self.breaker.record_success()
+            raise
+        except BaseException:
+            if probe:
+                self.breaker.record_abandoned()
+            raise
+        self.breaker.record_success()
+        return body
+
+    async def _send(
+        self, method: str, path: str, *, json: Any, params: dict[str, str] | None
+    ) -> Any:
+        log.debug("evolution %s %s", method, path)
         try:
             # httpx timeouts are per phase; fail_after bounds the whole exchange.
             with trio.fail_after(self._timeout):
@@ -178,7 +253,12 @@ class EvolutionClient:
             ) from exc
         except httpx.TransportError as exc:
             raise EvolutionUnavailable(
-                [], status=None, method=method, path=path, reason=f"{type(exc).__name__}: {exc}"
+                [],
+                status=None,
+                method=method,
+                path=path,
+                reason=f"{type(exc).__name__}: {exc}",
+                request_sent=not isinstance(exc, _NOT_SENT),
             ) from exc
         return self._decode(method, path, response)
 

@@ -67,9 +67,60 @@ class EvolutionServerError(EvolutionError):
 
 
 class EvolutionUnavailable(EvolutionError):
-    """Evolution could not be reached: transport errors, timeouts, 502/503/504."""
+    """Evolution could not be reached: transport errors, timeouts, 502/503/504.
+
+    ``request_sent`` is False only when the request certainly never reached the
+    server (a failed connect, no free connection, an open circuit): only then may a
+    non-idempotent call be repeated without risking doing it twice.
+    """
 
     retryable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        messages: list[str],
+        *,
+        status: int | None,
+        method: str,
+        path: str,
+        reason: str | None = None,
+        request_sent: bool = True,
+    ) -> None:
+        self.request_sent = request_sent
+        super().__init__(messages, status=status, method=method, path=path, reason=reason)
+
+
+class EvolutionCircuitOpen(EvolutionUnavailable):
+    """The circuit breaker for this Evolution server is open: nothing was sent.
+
+    Not retryable: the breaker only lets a probe through after ``retry_after_s``,
+    so a retry loop that hits it stops at once instead of sleeping against it.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        retry_after_s: float,
+        probing: bool = False,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        self.base_url = base_url
+        self.retry_after_s = retry_after_s
+        self.probing = probing  # half-open: another call is probing the server now
+        super().__init__(
+            [], status=None, method=method, path=path, reason="circuit open", request_sent=False
+        )
+
+    def _sentence(self) -> str:
+        if self.probing:
+            why = "circuit half-open; a probe request is in flight"
+        else:
+            why = f"circuit open; next probe in {self.retry_after_s:.1f} s"
+        return f"Evolution API at {self.base_url} is unavailable ({why})"
 
 
 _BY_STATUS: dict[int, type[EvolutionError]] = {

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import trio
 
 from .db import open_connection
@@ -26,6 +27,10 @@ MAX_ATTEMPTS = 5
 
 class InboxUnavailable(Exception):
     """The event could not be stored now; the webhook answers 503 and Evolution retries."""
+
+
+class InboxRejected(Exception):
+    """The database refuses this event itself (never storable): answered 400, not retried."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +58,26 @@ class _Waiter:
     error: Exception | None = None
 
 
-def _strip_nul(value: Any) -> Any:
-    # PostgreSQL's jsonb cannot hold U+0000; WhatsApp text never needs it.
+def _storable(value: Any) -> Any:
+    """PostgreSQL text cannot hold U+0000 nor lone surrogates (JSON allows both): replace them
+    with U+FFFD so that such an event is stored rather than refused."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
+        return [_storable(v) for v in value]
     if isinstance(value, dict):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     return value
 
 
 def payload_text(payload: dict[str, Any]) -> str:
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(_storable(payload), ensure_ascii=False, separators=(",", ":"))
     if "\\u0000" in text:
-        text = json.dumps(_strip_nul(payload), ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(_storable(payload), ensure_ascii=False, separators=(",", ":"))
     return text
 
 
@@ -121,6 +131,8 @@ class InboxWriter:
             await waiter.done.wait()
         if not waiter.done.is_set():
             raise InboxUnavailable("the database did not commit in time")
+        if isinstance(waiter.error, InboxRejected):
+            raise waiter.error
         if waiter.error is not None:
             raise InboxUnavailable(str(waiter.error)) from waiter.error
         return waiter.duplicate
@@ -172,20 +184,33 @@ class InboxWriter:
         unique = list(first.values())
         try:
             inserted = await self._insert(conn, unique)
+        except asyncpg.PostgresError:
+            # One bad row must not fail its neighbours: store them one by one.
+            inserted = await self._insert_each(conn, unique)
         except Exception as exc:
             for waiter in batch:
                 waiter.error = exc
                 waiter.done.set()
             raise
         for waiter in unique:
-            waiter.duplicate = waiter.entry.dedup_key not in inserted
+            waiter.duplicate = waiter.error is None and waiter.entry.dedup_key not in inserted
         self.batches += 1
         self.rows += len(inserted)
         for waiter in batch:
             waiter.done.set()
-        names = {w.entry.instance_name for w in unique if not w.duplicate}
+        names = {w.entry.instance_name for w in unique if w.entry.dedup_key in inserted}
         if names:
             self._on_committed(names)
+
+    async def _insert_each(self, conn: Any, waiters: list[_Waiter]) -> set[str]:
+        inserted: set[str] = set()
+        for waiter in waiters:
+            try:
+                inserted |= await self._insert(conn, [waiter])
+            except asyncpg.PostgresError as exc:
+                log.warning("inbox refused an event of %s: %s", waiter.entry.instance_name, exc)
+                waiter.error = InboxRejected(f"the database refused the event: {exc}")
+        return inserted
 
     async def _insert(self, conn: Any, waiters: list[_Waiter]) -> set[str]:
         entries = [w.entry for w in waiters]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 from quart import Blueprint, Response, current_app, request
 
 from ..actors.service import UserRef
+from ..core.naming import instance_name_for
 from ..core.views import instance_view
+from ..store.views import BadCursor, list_conversations, list_messages
 from .auth import bearer_token, decode_user_token
 from .errors import ApiError
 from .services import Services
@@ -59,3 +63,74 @@ async def delete_instance() -> Response:
     if not await _svc().instances.delete(user):
         raise ApiError(404, "not_found", "You have no WhatsApp instance.")
     return Response(status=204)
+
+
+MAX_TEXT = 4096
+_TO = re.compile(r"^(\d{8,15}|\d{8,15}@s\.whatsapp\.net|\d{6,30}(-\d{6,20})?@g\.us|\d{6,30}@lid)$")
+
+
+async def _json_object() -> dict[str, Any]:
+    body = await request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    return body
+
+
+@api.post("/messages")
+async def send_message() -> tuple[dict[str, Any], int]:
+    user = current_user()
+    body = await _json_object()
+    to, text = body.get("to"), body.get("text")
+    if not isinstance(to, str) or not _TO.match(to.strip().lstrip("+").replace(" ", "")):
+        raise ApiError(
+            400,
+            "invalid_recipient",
+            "`to` must be a phone number in international format (digits only) or a jid.",
+        )
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "invalid_text", "`text` must be a non-empty string.")
+    if len(text) > MAX_TEXT:
+        raise ApiError(400, "invalid_text", f"`text` is longer than {MAX_TEXT} characters.")
+    message = await _svc().instances.send_text(user, to.strip().lstrip("+").replace(" ", ""), text)
+    return {"message": message}, 202
+
+
+def _page_args() -> tuple[int, str | None]:
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+        raise ApiError(400, "invalid_limit", "`limit` must be a whole number from 1 to 200.")
+    before = request.args.get("before") or None
+    return int(raw_limit), before
+
+
+@api.get("/conversations")
+async def conversations() -> dict[str, Any]:
+    user = current_user()
+    limit, before = _page_args()
+    try:
+        items, cursor = await list_conversations(
+            _svc().pool, instance_name_for(user.user_id), limit, before
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    return {"conversations": items, "next": cursor}
+
+
+@api.get("/conversations/<conversation_id>/messages")
+async def conversation_messages(conversation_id: str) -> dict[str, Any]:
+    user = current_user()
+    limit, before = _page_args()
+    try:
+        wanted = uuid.UUID(conversation_id)
+    except ValueError:
+        raise ApiError(404, "not_found", "No such conversation.") from None
+    try:
+        page = await list_messages(
+            _svc().pool, instance_name_for(user.user_id), wanted, limit, before
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    if page is None:
+        raise ApiError(404, "not_found", "No such conversation.")
+    items, cursor = page
+    return {"messages": items, "next": cursor}

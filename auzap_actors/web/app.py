@@ -10,6 +10,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from ..actors.mailbox import ActorUnavailable, CallTimeout, MailboxFull
+from ..actors.messages import NotConnected
 from ..evolution.errors import EvolutionError, EvolutionUnavailable
 from .admin import admin
 from .api import api
@@ -55,6 +56,10 @@ def create_app(svc: Services) -> QuartTrio:
     @app.errorhandler(ActorUnavailable)
     async def _unavailable(exc: ActorUnavailable) -> Response:
         return error_response(503, "actor_unavailable", str(exc), {"Retry-After": "5"})
+
+    @app.errorhandler(NotConnected)
+    async def _not_connected(exc: NotConnected) -> Response:
+        return error_response(409, "not_connected", str(exc))
 
     @app.errorhandler(CallTimeout)
     async def _timeout(exc: CallTimeout) -> Response:

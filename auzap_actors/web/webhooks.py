@@ -14,7 +14,7 @@ from quart import Blueprint, current_app, request
 from ..actors.instance_actor import WEBHOOK_SECRET_HEADER
 from ..core.naming import instance_name_for
 from ..core.webhook import WebhookError, decode_json, dedup_key, parse_envelope, state_event
-from ..store.inbox import InboxEntry, InboxUnavailable
+from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable
 from .auth import check_webhook
 from .errors import ApiError
 from .services import Services
@@ -62,6 +62,8 @@ async def _receive(
     entry = InboxEntry(dedup_key(envelope), envelope.instance, envelope.event, envelope.raw)
     try:
         duplicate = await svc.inbox_writer.submit(entry)
+    except InboxRejected as exc:
+        raise ApiError(400, "unstorable", f"The event cannot be stored: {exc}") from None
     except InboxUnavailable as exc:
         raise ApiError(
             503,

@@ -1,0 +1,100 @@
+"""Step 2: the message flow against the simulator — inbound messages stored and pushed, the
+user API (conversations, messages, send), receipts advancing an outgoing message."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from trio_websocket import open_websocket_url
+
+from .conftest import ServiceRunner
+from .helpers import auth, eventually, http, next_frame, user_token, wait_frame
+
+
+async def _open_instance(service: Any, client: Any, token: str, name: str, phone: str) -> None:
+    assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
+    async with http(service.simulator_url) as sim:
+        await eventually(lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone}))
+
+    async def is_open() -> bool:
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        return bool(view["status"] == "open")
+
+    await eventually(is_open)
+
+
+async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    user, org = uuid.uuid4(), uuid.uuid4()
+    colleague = uuid.uuid4()
+    token = user_token(user, org)
+    name = f"user_{user}"
+    ws_base = service.url.replace("http://", "ws://")
+    async with (
+        http(service.url) as client,
+        open_websocket_url(f"{ws_base}/ws?token={token}") as ws,
+        open_websocket_url(f"{ws_base}/ws?token={user_token(colleague, org)}") as ws_org,
+    ):
+        await next_frame(ws)
+        await next_frame(ws_org)
+        # Sending before connecting is refused with 409.
+        early = await client.post("/api/whatsapp/messages", headers=auth(token),
+                                  json={"to": "5511988887777", "text": "hi"})
+        assert early.status_code == 409 and early.json()["error"]["code"] == "not_connected"
+        await _open_instance(service, client, token, name, "5511900000001")
+
+        async with http(service.simulator_url) as sim:
+            answer = await sim.post(f"/_sim/instances/{name}/inbound",
+                                    json={"from": "5511988887777", "text": "Olá!", "push_name": "Bia"})
+            assert answer.status_code == 200, answer.text
+        frame = await wait_frame(ws, lambda f: f["type"] == "message")
+        message = frame["data"]
+        assert message["text"] == "Olá!" and message["from_me"] is False
+        assert message["remote_jid"] == "5511988887777@s.whatsapp.net"
+        assert message["push_name"] == "Bia" and message["type"] == "text"
+        assert message["status"] == "delivered"
+        org_frame = await wait_frame(ws_org, lambda f: f["type"] == "org.message")
+        assert org_frame["data"]["id"] == message["id"]
+
+        conversations = (await client.get("/api/whatsapp/conversations", headers=auth(token))).json()
+        assert conversations["next"] is None and len(conversations["conversations"]) == 1
+        conversation = conversations["conversations"][0]
+        assert conversation["remote_jid"] == "5511988887777@s.whatsapp.net"
+        assert conversation["contact"]["push_name"] == "Bia"
+        assert conversation["contact"]["phone_number"] == "5511988887777"
+        assert conversation["last_message"]["id"] == message["id"]
+        assert conversation["unread_count"] == 1 and conversation["title"] == "Bia"
+
+        sent = await client.post("/api/whatsapp/messages", headers=auth(token),
+                                 json={"to": "+55 11 98888 7777", "text": "Tudo bem?"})
+        assert sent.status_code == 202, sent.text
+        mine = sent.json()["message"]
+        assert mine["from_me"] is True and mine["status"] == "pending"
+        assert mine["conversation_id"] == conversation["id"]
+        echo = await wait_frame(ws, lambda f: f["type"] == "message" and f["data"]["from_me"])
+        assert echo["data"]["id"] == mine["id"]
+        # The simulator acknowledges (SERVER_ACK, then DELIVERY_ACK): the status only advances.
+        delivered = await wait_frame(
+            ws, lambda f: f["type"] == "message_status" and f["data"]["status"] == "delivered")
+        assert delivered["data"]["message_id"] == mine["id"]
+        async with http(service.simulator_url) as sim:
+            outbox = (await sim.get("/_sim/sent")).json()
+        assert [(m["number"], m["text"]) for m in outbox] == [("5511988887777", "Tudo bem?")]
+
+        page = (await client.get(f"/api/whatsapp/conversations/{conversation['id']}/messages",
+                                 headers=auth(token))).json()
+        assert [m["text"] for m in page["messages"]] == ["Tudo bem?", "Olá!"]
+        assert page["messages"][0]["status"] == "delivered"
+
+        # Bad input
+        for body in ({"to": "abc", "text": "x"}, {"to": "5511988887777", "text": ""}, {"text": "x"},
+                     {"to": "5511988887777", "text": "x" * 5000}):
+            bad = await client.post("/api/whatsapp/messages", headers=auth(token), json=body)
+            assert bad.status_code == 400, body
+        not_json = await client.post("/api/whatsapp/messages", headers=auth(token), content=b"{")
+        assert not_json.status_code == 400
+        bad_limit = await client.get("/api/whatsapp/conversations?limit=0", headers=auth(token))
+        assert bad_limit.status_code == 400
+        bad_cursor = await client.get("/api/whatsapp/conversations?before=zzz", headers=auth(token))
+        assert bad_cursor.status_code == 400
