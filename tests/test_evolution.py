@@ -33,6 +33,7 @@ from auzap_actors.evolution import (
 )
 from auzap_actors.evolution.client import parse_connect
 from auzap_actors.evolution.errors import parse_messages
+from auzap_actors.evolution.retry import RetryPolicy
 from auzap_actors.evolution.simulator import (
     Simulator,
     SimulatorConfig,
@@ -42,6 +43,7 @@ from auzap_actors.evolution.simulator import (
 from auzap_actors.evolution.simulator.webhooks import should_deliver
 
 API_KEY = "global-test-key"
+NO_RETRY = RetryPolicy(attempts=1)  # single answers here; retries: test_evolution_retry
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WAIT_S = 3.0  # generous upper bound for a webhook to arrive; normally a few ms
 JWT_KEY = "a-jwt-key-of-at-least-32-bytes-long!"
@@ -154,7 +156,7 @@ async def sim_url(start_sim: StartSim) -> str:
 
 @pytest.fixture
 async def client(sim_url: str) -> AsyncIterator[EvolutionClient]:
-    async with EvolutionClient(sim_url, API_KEY, timeout=5.0) as evo:
+    async with EvolutionClient(sim_url, API_KEY, timeout=5.0, retry=NO_RETRY) as evo:
         yield evo
 
 
@@ -444,7 +446,7 @@ async def test_transport_errors_are_unavailable() -> None:
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with EvolutionClient(f"http://127.0.0.1:{port}", API_KEY) as evo:
+    async with EvolutionClient(f"http://127.0.0.1:{port}", API_KEY, retry=NO_RETRY) as evo:
         with pytest.raises(EvolutionUnavailable) as refused:
             await evo.connection_state("x")
     assert refused.value.status is None
@@ -456,7 +458,7 @@ async def test_slow_fault_hits_client_timeout(
 ) -> None:
     await client.create_instance("slow", webhook=hook_config(receiver))
     await control.post("/_sim/faults", json={"mode": "slow", "latency_ms": 300})
-    async with EvolutionClient(sim_url, API_KEY, timeout=0.1) as impatient:
+    async with EvolutionClient(sim_url, API_KEY, timeout=0.1, retry=NO_RETRY) as impatient:
         with pytest.raises(EvolutionUnavailable):
             await impatient.connection_state("slow")
 

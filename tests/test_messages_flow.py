@@ -39,14 +39,19 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
         await next_frame(ws)
         await next_frame(ws_org)
         # Sending before connecting is refused with 409.
-        early = await client.post("/api/whatsapp/messages", headers=auth(token),
-                                  json={"to": "5511988887777", "text": "hi"})
+        early = await client.post(
+            "/api/whatsapp/messages",
+            headers=auth(token),
+            json={"to": "5511988887777", "text": "hi"},
+        )
         assert early.status_code == 409 and early.json()["error"]["code"] == "not_connected"
         await _open_instance(service, client, token, name, "5511900000001")
 
         async with http(service.simulator_url) as sim:
-            answer = await sim.post(f"/_sim/instances/{name}/inbound",
-                                    json={"from": "5511988887777", "text": "Olá!", "push_name": "Bia"})
+            answer = await sim.post(
+                f"/_sim/instances/{name}/inbound",
+                json={"from": "5511988887777", "text": "Olá!", "push_name": "Bia"},
+            )
             assert answer.status_code == 200, answer.text
         frame = await wait_frame(ws, lambda f: f["type"] == "message")
         message = frame["data"]
@@ -57,7 +62,9 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
         org_frame = await wait_frame(ws_org, lambda f: f["type"] == "org.message")
         assert org_frame["data"]["id"] == message["id"]
 
-        conversations = (await client.get("/api/whatsapp/conversations", headers=auth(token))).json()
+        conversations = (
+            await client.get("/api/whatsapp/conversations", headers=auth(token))
+        ).json()
         assert conversations["next"] is None and len(conversations["conversations"]) == 1
         conversation = conversations["conversations"][0]
         assert conversation["remote_jid"] == "5511988887777@s.whatsapp.net"
@@ -66,8 +73,11 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
         assert conversation["last_message"]["id"] == message["id"]
         assert conversation["unread_count"] == 1 and conversation["title"] == "Bia"
 
-        sent = await client.post("/api/whatsapp/messages", headers=auth(token),
-                                 json={"to": "+55 11 98888 7777", "text": "Tudo bem?"})
+        sent = await client.post(
+            "/api/whatsapp/messages",
+            headers=auth(token),
+            json={"to": "+55 11 98888 7777", "text": "Tudo bem?"},
+        )
         assert sent.status_code == 202, sent.text
         mine = sent.json()["message"]
         assert mine["from_me"] is True and mine["status"] == "pending"
@@ -76,20 +86,28 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
         assert echo["data"]["id"] == mine["id"]
         # The simulator acknowledges (SERVER_ACK, then DELIVERY_ACK): the status only advances.
         delivered = await wait_frame(
-            ws, lambda f: f["type"] == "message_status" and f["data"]["status"] == "delivered")
+            ws, lambda f: f["type"] == "message_status" and f["data"]["status"] == "delivered"
+        )
         assert delivered["data"]["message_id"] == mine["id"]
         async with http(service.simulator_url) as sim:
             outbox = (await sim.get("/_sim/sent")).json()
         assert [(m["number"], m["text"]) for m in outbox] == [("5511988887777", "Tudo bem?")]
 
-        page = (await client.get(f"/api/whatsapp/conversations/{conversation['id']}/messages",
-                                 headers=auth(token))).json()
+        page = (
+            await client.get(
+                f"/api/whatsapp/conversations/{conversation['id']}/messages", headers=auth(token)
+            )
+        ).json()
         assert [m["text"] for m in page["messages"]] == ["Tudo bem?", "Olá!"]
         assert page["messages"][0]["status"] == "delivered"
 
         # Bad input
-        for body in ({"to": "abc", "text": "x"}, {"to": "5511988887777", "text": ""}, {"text": "x"},
-                     {"to": "5511988887777", "text": "x" * 5000}):
+        for body in (
+            {"to": "abc", "text": "x"},
+            {"to": "5511988887777", "text": ""},
+            {"text": "x"},
+            {"to": "5511988887777", "text": "x" * 5000},
+        ):
             bad = await client.post("/api/whatsapp/messages", headers=auth(token), json=body)
             assert bad.status_code == 400, body
         not_json = await client.post("/api/whatsapp/messages", headers=auth(token), content=b"{")

@@ -336,7 +336,10 @@ def _messages(items: Iterable[Any], live: bool) -> Batch:
 def parse_receipts(data: Any) -> Batch:
     receipts = []
     for item in _items(data, "messages.update data"):
-        wa_id = _str(item.get("keyId"), 200) or _str((item.get("key") or {}).get("id"), 200)
+        key = item.get("key")
+        wa_id = _str(item.get("keyId"), 200) or (
+            _str(key.get("id"), 200) if isinstance(key, dict) else None
+        )
         if wa_id is None:
             raise WebhookError("invalid_data", "A receipt has no `keyId`.")
         status = map_status(item.get("status"), "")
@@ -406,7 +409,7 @@ def parse_chats(data: Any) -> Batch:
 
 def parse_chat_deletes(data: Any) -> Batch:
     items = data if isinstance(data, list) else [data]
-    jids = [clean_jid(i if isinstance(i, str) else (i or {}).get("remoteJid")) for i in items]
+    jids = [clean_jid(i.get("remoteJid") if isinstance(i, dict) else i) for i in items]
     return Batch(deleted_chats=tuple(j for j in jids if j))
 
 
@@ -445,7 +448,8 @@ def parse_participants(data: Any) -> Batch:
     data = _obj(data, "group-participants.update data")
     aliases = []
     contacts = []
-    for entry in data.get("participantsData") or []:
+    entries = data.get("participantsData")
+    for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
         lid, phone = clean_jid(entry.get("jid")), clean_jid(entry.get("phoneNumber"))
@@ -456,7 +460,9 @@ def parse_participants(data: Any) -> Batch:
             assert lid is not None and phone is not None
             aliases.append(Alias(lid, phone))
             contacts.append(ContactRecord(phone, push_name=_str(entry.get("name"), 200)))
-    return Batch(aliases=tuple(aliases), contacts=tuple(contacts))
+    group = clean_jid(data.get("id"))
+    groups = (GroupRecord(group, None, None),) if group and group.endswith(GROUP_SERVER) else ()
+    return Batch(aliases=tuple(aliases), contacts=tuple(contacts), groups=groups)
 
 
 # Stored but not applied (outcome `unhandled`): calls, labels, typebot, status.instance,

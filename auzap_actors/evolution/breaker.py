@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
@@ -20,6 +21,16 @@ from .errors import EvolutionCircuitOpen
 __all__ = ["BreakerConfig", "BreakerState", "CircuitBreaker"]
 
 log = logging.getLogger(__name__)
+
+
+def _without_credentials(url: str) -> str:
+    # The URL ends up in logs, /admin/tree and error messages that may reach a browser:
+    # a "user:password@" part must not.
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
 
 
 class CircuitBreaker:
@@ -36,8 +47,8 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.config = config or BreakerConfig()
+        self.base_url = _without_credentials(base_url.rstrip("/"))
+        self.config = BreakerConfig() if config is None else config
         self._clock = clock
         self._state = BreakerState()
 

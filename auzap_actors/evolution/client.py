@@ -139,8 +139,10 @@ class EvolutionClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.breaker = breaker or CircuitBreaker(self.base_url, BreakerConfig())
+        self.retry = RetryPolicy() if retry is None else retry
+        self.breaker = (
+            CircuitBreaker(self.base_url, BreakerConfig()) if breaker is None else breaker
+        )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"apikey": api_key},

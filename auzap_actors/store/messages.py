@@ -191,10 +191,13 @@ class BatchWriter:
 
     async def upsert_contact(self, contact: ContactRecord) -> int:
         jid = await self.canonical(contact.jid)
+        # A phone contact carries its @lid when the pair is known (learned before or now).
         contact_id: int = await self.conn.fetchval(
             "INSERT INTO contacts (instance_name, jid, lid, phone_number, push_name,"
-            " profile_pic_url) VALUES ($1, $2, $3, $4, $5, $6)"
+            " profile_pic_url) VALUES ($1, $2, coalesce($3, (SELECT lid FROM jid_aliases"
+            " WHERE instance_name = $1 AND phone_jid = $2 LIMIT 1)), $4, $5, $6)"
             " ON CONFLICT (instance_name, jid) DO UPDATE SET"
+            " lid = coalesce(contacts.lid, EXCLUDED.lid),"
             " push_name = coalesce(EXCLUDED.push_name, contacts.push_name),"
             " profile_pic_url = coalesce(EXCLUDED.profile_pic_url, contacts.profile_pic_url),"
             " updated_at = now() RETURNING id",
