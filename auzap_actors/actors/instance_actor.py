@@ -45,6 +45,7 @@ from ..store.messages import Applied, BatchWriter
 from .hub import Hub
 from .mailbox import Letter, reply
 from .messages import (
+    Barrier,
     Connect,
     Crash,
     DeleteInstance,
@@ -154,6 +155,8 @@ class InstanceActor:
                 return self.snapshot
             case DeleteInstance():
                 await self._delete()
+                return None
+            case Barrier():
                 return None
             case SendText(to=to, text=text):
                 return await self._send_text(to, text)

@@ -44,6 +44,11 @@ class NotConnected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Barrier:
+    """Replies None once everything queued before it was handled (tests, drills)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Crash:
     """Raise inside the actor (fault injection for tests and operators' drills)."""
 

@@ -149,6 +149,7 @@ class GroupRecord:
     jid: str
     subject: str | None
     participants: tuple[str, ...] | None  # None: this event says nothing about members
+    subject_time: int | None = None  # when the subject was set: a late, older one loses
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,7 +441,14 @@ def parse_groups(data: Any) -> Batch:
         if isinstance(members, list):
             ids = [clean_jid(m.get("id") if isinstance(m, dict) else m) for m in members]
             participants = tuple(j for j in ids if j)
-        groups.append(GroupRecord(jid, _str(item.get("subject"), 500), participants))
+        groups.append(
+            GroupRecord(
+                jid,
+                _str(item.get("subject"), 500),
+                participants,
+                _timestamp(item.get("subjectTime")) or None,
+            )
+        )
     return Batch(groups=tuple(groups))
 
 

@@ -67,11 +67,16 @@ class BatchWriter:
         for edit in batch.edits:
             await self.apply_edit(edit)
         for jid in batch.deleted_chats:
+            # A tombstone even for a chat we have not seen yet: its older messages arriving
+            # later must not bring it back (only a message newer than the deletion does).
+            deleted = await self.canonical(jid)
             await self.conn.execute(
-                "UPDATE conversations SET deleted_at = now(), updated_at = now()"
-                " WHERE instance_name = $1 AND remote_jid = $2",
+                "INSERT INTO conversations (instance_name, remote_jid, is_group, deleted_at)"
+                " VALUES ($1, $2, $3, now()) ON CONFLICT (instance_name, remote_jid)"
+                " DO UPDATE SET deleted_at = now(), updated_at = now()",
                 self.instance,
-                await self.canonical(jid),
+                deleted,
+                deleted.endswith("@g.us"),
             )
         for presence in batch.presences:
             self.applied.presences.append(
@@ -213,18 +218,31 @@ class BatchWriter:
     # ---- conversations ------------------------------------------------------------------
 
     async def conversation(
-        self, jid: str, *, is_group: bool, title: str | None = None, contact_id: int | None = None
+        self,
+        jid: str,
+        *,
+        is_group: bool,
+        title: str | None = None,
+        title_at: datetime | None = None,
+        contact_id: int | None = None,
     ) -> Any:
+        # Chat names only fill an empty title; group subjects replace it when newer, so the
+        # final title does not depend on the order events arrive in.
         conversation_id = await self.conn.fetchval(
-            "INSERT INTO conversations (instance_name, remote_jid, is_group, title, contact_id)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (instance_name, remote_jid) DO UPDATE SET"
-            " title = coalesce(EXCLUDED.title, conversations.title),"
+            "INSERT INTO conversations (instance_name, remote_jid, is_group, title, title_at,"
+            " contact_id) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (instance_name, remote_jid) DO UPDATE SET"
+            " title = CASE WHEN EXCLUDED.title_at IS NOT NULL AND (conversations.title_at IS NULL"
+            " OR conversations.title_at < EXCLUDED.title_at) THEN EXCLUDED.title"
+            " ELSE coalesce(conversations.title, EXCLUDED.title) END,"
+            " title_at = greatest(conversations.title_at, EXCLUDED.title_at),"
             " contact_id = coalesce(conversations.contact_id, EXCLUDED.contact_id),"
             " updated_at = now() RETURNING id",
             self.instance,
             jid,
             is_group,
             title,
+            title_at,
             contact_id,
         )
         return conversation_id
@@ -244,7 +262,12 @@ class BatchWriter:
             )
 
     async def upsert_group(self, group: GroupRecord) -> None:
-        conversation_id = await self.conversation(group.jid, is_group=True, title=group.subject)
+        conversation_id = await self.conversation(
+            group.jid,
+            is_group=True,
+            title=group.subject,
+            title_at=_ts(group.subject_time) if group.subject and group.subject_time else None,
+        )
         if group.participants is not None:
             await self.conn.execute(
                 "UPDATE conversations SET metadata = metadata || jsonb_build_object("
@@ -303,7 +326,9 @@ class BatchWriter:
         await self._fold_patch(record.wa_id, record.from_me)
         await self.conn.execute(
             "UPDATE conversations SET last_message_at = greatest(last_message_at, $2),"
-            " unread_count = unread_count + $3, deleted_at = NULL, updated_at = now()"
+            " unread_count = unread_count + $3, updated_at = now(),"
+            # a deleted chat comes back only with a message newer than its deletion
+            " deleted_at = CASE WHEN deleted_at < $2 THEN NULL ELSE deleted_at END"
             " WHERE id = $1",
             conversation_id,
             _ts(record.timestamp),
@@ -316,26 +341,30 @@ class BatchWriter:
             self.applied.new_messages.append(message_view(view))
 
     async def _fold_patch(self, wa_id: str, from_me: bool) -> None:
-        patch = await self.conn.fetchrow(
+        """Apply what arrived before this message: receipts of its direction, and edits keyed
+        from either side (see apply_edit)."""
+        patches = await self.conn.fetch(
             "DELETE FROM message_patches WHERE instance_name = $1 AND wa_message_id = $2"
-            " AND from_me = $3 RETURNING status, edited_text, edited_at",
+            " AND (from_me = $3 OR status IS NULL)"
+            " RETURNING from_me, status, edited_text, edited_at",
             self.instance,
             wa_id,
             from_me,
         )
-        if patch is None:
-            return
-        if patch["status"]:
-            await self._advance(wa_id, from_me, patch["status"], announce=False)
-        if patch["edited_at"] is not None:
+        for patch in patches:
+            if patch["status"] and patch["from_me"] == from_me:
+                await self._advance(wa_id, from_me, patch["status"], announce=False)
+        edits = [p for p in patches if p["edited_at"] is not None]
+        if edits:
+            latest = max(edits, key=lambda p: p["edited_at"])
             await self.conn.execute(
                 "UPDATE messages SET text = $4, edited_at = $5 WHERE instance_name = $1"
                 " AND wa_message_id = $2 AND from_me = $3",
                 self.instance,
                 wa_id,
                 from_me,
-                patch["edited_text"],
-                patch["edited_at"],
+                latest["edited_text"],
+                latest["edited_at"],
             )
 
     async def _advance(
@@ -391,10 +420,13 @@ class BatchWriter:
             if edit.edited_at_ms
             else datetime.now(UTC)
         )
+        # The sender's own device keys an edit fromMe=true; ours keyed it fromMe=false: match
+        # the same direction first, else the one message with that id.
         updated = await self.conn.fetchval(
-            "UPDATE messages SET text = $4, edited_at = $5 WHERE instance_name = $1"
-            " AND wa_message_id = $2 AND from_me = $3"
-            " AND (edited_at IS NULL OR edited_at <= $5) RETURNING true",
+            "WITH target AS (SELECT id FROM messages WHERE instance_name = $1"
+            " AND wa_message_id = $2 ORDER BY (from_me = $3) DESC LIMIT 1)"
+            " UPDATE messages m SET text = $4, edited_at = $5 FROM target WHERE m.id = target.id"
+            " AND (m.edited_at IS NULL OR m.edited_at <= $5) RETURNING true",
             self.instance,
             edit.wa_id,
             edit.from_me,
@@ -404,11 +436,9 @@ class BatchWriter:
         if updated:
             return
         known = await self.conn.fetchval(
-            "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2"
-            " AND from_me = $3",
+            "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2 LIMIT 1",
             self.instance,
             edit.wa_id,
-            edit.from_me,
         )
         if known:
             return  # an older edit than the one we have

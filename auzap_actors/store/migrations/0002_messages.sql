@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS conversations (
   remote_jid TEXT NOT NULL,
   is_group BOOLEAN NOT NULL DEFAULT false,
   title TEXT,
+  title_at TIMESTAMPTZ,         -- a group's subjectTime: subjects only move forward
   contact_id BIGINT REFERENCES contacts(id) ON DELETE SET NULL,
   last_message_at TIMESTAMPTZ,
   unread_count INTEGER NOT NULL DEFAULT 0,
