@@ -51,6 +51,7 @@ class Settings:
     mailbox_capacity: int = 64
     call_timeout_s: float = 30.0
     boot_concurrency: int = 8
+    connect_concurrency: int = 8
 
     @property
     def demo(self) -> bool:
@@ -130,6 +131,17 @@ def _secret(env: Mapping[str, str], name: str, demo: bool, min_len: int = 16) ->
     raise ConfigError(f"{name} is required when EVOLUTION_API_URL is set (not in demo mode)")
 
 
+def _check(settings: Settings) -> Settings:
+    if settings.retry_max_s < settings.retry_initial_s:
+        raise ConfigError("AUZAP_RETRY_MAX_S must not be smaller than AUZAP_RETRY_INITIAL_S")
+    if settings.health_max_failures < settings.health_alert_threshold:
+        # Reconnecting before the user was alerted would skip the promised warning.
+        raise ConfigError(
+            "AUZAP_HEALTH_MAX_FAILURES must not be smaller than AUZAP_HEALTH_ALERT_THRESHOLD"
+        )
+    return settings
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read CONTRACT §1 variables; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -142,7 +154,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if demo and not api_key:
         api_key = secrets.token_urlsafe(24)
     ai_key = env.get("AUZAP_AI_API_KEY", "").strip() or None
-    return Settings(
+    settings = Settings(
         database_url=database_url,
         data_dir=Path(env.get("AUZAP_DATA_DIR", "").strip() or "./.auzap").resolve(),
         evolution_api_url=evolution_api_url.rstrip("/") if evolution_api_url else None,
@@ -169,7 +181,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ai_base_url=_url(env, "AUZAP_AI_BASE_URL", ("http", "https")),
         ai_api_key=ai_key,
         ai_model=env.get("AUZAP_AI_MODEL", "").strip() or None,
+        boot_concurrency=_int(env, "AUZAP_BOOT_CONCURRENCY", 8, 1, 1000),
+        connect_concurrency=_int(env, "AUZAP_CONNECT_CONCURRENCY", 8, 1, 1000),
         webhook_max_bytes=_int(
             env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
         ),
     )
+    return _check(settings)

@@ -27,7 +27,11 @@ from .actors.instance_actor import ActorDeps
 from .actors.service import InstanceService, UserRef
 from .actors.supervisor import Supervisor
 from .config import Settings
+from .core.breaker import BreakerConfig
+from .core.health import HealthPolicy
+from .evolution.breaker import CircuitBreaker
 from .evolution.client import EvolutionClient
+from .evolution.retry import RetryPolicy
 from .evolution.simulator import SimulatorConfig, serve_simulator
 from .store.db import open_pool
 from .store.embedded import EmbeddedPostgres
@@ -98,10 +102,32 @@ async def serve(
             base_url = settings.evolution_api_url or simulator_url
             assert base_url is not None
             # The client outlives the actors that use it: it is closed after `root` ends.
-            async with EvolutionClient(base_url, settings.evolution_api_key) as evolution:
+            async with evolution_client(settings, base_url) as evolution:
                 await _run_root(settings, dsn, pool, evolution, simulator_url, trigger, task_status)
             outer.cancel_scope.cancel()
     log.info("stopped")
+
+
+def wall_clock() -> Callable[[], float]:
+    """Epoch seconds that follow trio's clock: real time in production, virtual time under a
+    test's MockClock (so uptimes and due times stay consistent with timers)."""
+    offset = time.time() - trio.current_time()
+    return lambda: offset + trio.current_time()
+
+
+def evolution_client(settings: Settings, base_url: str) -> EvolutionClient:
+    """The one client of this node for one Evolution server: retries and its breaker."""
+    return EvolutionClient(
+        base_url,
+        settings.evolution_api_key,
+        retry=RetryPolicy(settings.retry_attempts, settings.retry_initial_s, settings.retry_max_s),
+        breaker=CircuitBreaker(
+            base_url,
+            BreakerConfig(
+                settings.breaker_failures, settings.breaker_window_s, settings.breaker_reset_s
+            ),
+        ),
+    )
 
 
 async def _run_root(
@@ -116,7 +142,21 @@ async def _run_root(
     """The root nursery: inbox writer, HTTP server, supervisor tree."""
     async with trio.open_nursery() as root:
         hub = Hub()
-        deps = ActorDeps(pool, evolution, hub, settings.webhook_secret, now=time.time)
+        clock = wall_clock()
+        deps = ActorDeps(
+            pool,
+            evolution,
+            hub,
+            settings.webhook_secret,
+            now=clock,
+            health_policy=HealthPolicy(
+                interval_s=settings.health_interval_s,
+                alert_threshold=settings.health_alert_threshold,
+                max_failures=settings.health_max_failures,
+                auto_reconnect=settings.auto_reconnect,
+            ),
+            connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
+        )
         supervisor = Supervisor(
             deps,
             mailbox_capacity=settings.mailbox_capacity,
@@ -131,8 +171,8 @@ async def _run_root(
             instances=InstanceService(pool, supervisor, settings.call_timeout_s),
             hub=hub,
             inbox_writer=writer,
-            now=time.time,
-            started_at=time.time(),
+            now=clock,
+            started_at=clock(),
             simulator_url=simulator_url,
             demo_user=UserRef(DEMO_USER_ID, None) if settings.demo else None,
         )

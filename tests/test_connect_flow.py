@@ -152,15 +152,16 @@ async def test_restart_comes_back_open_and_reconciles(
             return bool(view["status"] == "open")
 
         await eventually(is_open)
-    before = (await _sim_requests(simulator_url))["by_instance"][name]
+    route = "GET /instance/fetchInstances"
+    before = (await _sim_requests(simulator_url))["by_route"].get(route, 0)
     await runner.stop()
 
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
-    route = "GET /instance/connectionState/{instance}"
 
     async def reconciled() -> bool:
-        after = (await _sim_requests(simulator_url))["by_instance"][name]
-        return bool(after.get(route, 0) == before.get(route, 0) + 1)
+        # The actor's first look at start reads fetchInstances (it tells a logout from a drop).
+        after = (await _sim_requests(simulator_url))["by_route"].get(route, 0)
+        return bool(after == before + 1)
 
     await eventually(reconciled)
     await eventually(lambda: _actor_status(service, name) == "open")
@@ -171,9 +172,7 @@ async def test_restart_comes_back_open_and_reconciles(
     assert handle is not None and handle.status == "running"
 
 
-async def test_restart_notices_a_session_lost_while_down(
-    runner: ServiceRunner, simulator_url: str
-) -> None:
+async def _open_then_stop(runner: ServiceRunner, simulator_url: str) -> tuple[str, str]:
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
     user = uuid.uuid4()
     token = user_token(user)
@@ -184,20 +183,52 @@ async def test_restart_notices_a_session_lost_while_down(
         await sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511900002222"})
     await eventually(lambda: _actor_status(service, name) == "open")
     await runner.stop()
-    # While we are down the socket drops and Evolution does not bring it back.
+    return name, token
+
+
+async def test_restart_resumes_a_session_dropped_while_down(
+    runner: ServiceRunner, simulator_url: str
+) -> None:
+    name, token = await _open_then_stop(runner, simulator_url)
+    # While we are down the socket drops and Evolution does not bring it back by itself.
     async with http(simulator_url) as sim:
         answer = await sim.post(
             f"/_sim/instances/{name}/disconnect", json={"code": 428, "auto_reconnect": False}
         )
         assert answer.status_code == 200, answer.text
+        before = (await sim.get("/_sim/requests")).json()["by_instance"][name]
+    service = await runner.start(EVOLUTION_API_URL=simulator_url)
+    await eventually(lambda: _actor_status(service, name) == "open")
+    async with http(simulator_url) as sim:
+        after = (await sim.get("/_sim/requests")).json()["by_instance"][name]
+    route = "GET /instance/connect/{instance}"
+    assert after.get(route, 0) == before.get(route, 0) + 1, "resumed once at start"
+    async with http(service.url) as client:
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+    assert view["status"] == "open" and view["health"]["status"] == "healthy"
+
+
+async def test_restart_after_a_logout_while_down_does_not_reconnect(
+    runner: ServiceRunner, simulator_url: str
+) -> None:
+    name, token = await _open_then_stop(runner, simulator_url)
+    async with http(simulator_url) as sim:
+        answer = await sim.post(f"/_sim/instances/{name}/disconnect", json={"code": 401})
+        assert answer.status_code == 200, answer.text
+        before = (await sim.get("/_sim/requests")).json()["by_instance"][name]
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
     async with http(service.url) as client:
 
-        async def reconciled() -> dict[str, Any] | None:
+        async def logged_out() -> dict[str, Any] | None:
             view: dict[str, Any] = (
                 await client.get("/api/whatsapp/instance", headers=auth(token))
             ).json()
-            return view if view["status"] != "open" else None
+            return view if view["status"] == "disconnected" else None
 
-        view = await eventually(reconciled)
-    assert view["status"] == "disconnected" and view["is_connected"] is False
+        view = await eventually(logged_out)
+    assert view["is_connected"] is False and view["phone_number"] is None
+    assert view["health"]["status"] == "disconnected"
+    async with http(simulator_url) as sim:
+        after = (await sim.get("/_sim/requests")).json()["by_instance"][name]
+    route = "GET /instance/connect/{instance}"
+    assert after.get(route, 0) == before.get(route, 0), "no reconnect after a logout"

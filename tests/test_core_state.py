@@ -22,6 +22,7 @@ from auzap_actors.core.state import (
     Notify,
     QrExpired,
     QrUpdated,
+    ReconnectRequested,
     ReportedClosed,
     ReportedConnecting,
     ReportedOpen,
@@ -48,6 +49,7 @@ events = st.one_of(
     st.just(ReportedOpen()),
     st.just(ReportedConnecting()),
     st.just(ReportedClosed()),
+    st.just(ReconnectRequested()),
     st.builds(AttentionRequired, st.just("reconnect failed 5 times")),
 )
 

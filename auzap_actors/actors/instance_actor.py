@@ -10,13 +10,17 @@ only a bug escapes `run`, and the supervisor restarts the actor from the databas
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from ..core.health import Decision, HealthPolicy, HealthState, Reconnected
+from ..core.health import on_event as on_health_event
+from ..core.health_sync import health_event_for
 from ..core.payloads import MESSAGE_EVENTS, Batch, parse_batch, parse_message
 from ..core.state import (
     CallConnect,
@@ -31,7 +35,6 @@ from ..core.state import (
     ReportedClosed,
     ReportedConnecting,
     ReportedOpen,
-    Status,
     transition,
 )
 from ..core.views import InstanceSnapshot, qrcode_frame, status_frame
@@ -42,6 +45,7 @@ from ..evolution.types import ConnectResult, WebhookConfig
 from ..store import inbox, instances
 from ..store import messages as messages_store
 from ..store.messages import Applied, BatchWriter
+from .health_monitor import HealthMonitor
 from .hub import Hub
 from .mailbox import Letter, reply
 from .messages import (
@@ -50,6 +54,7 @@ from .messages import (
     Crash,
     DeleteInstance,
     DrainInbox,
+    HealthTick,
     InjectedCrash,
     Logout,
     NotConnected,
@@ -85,6 +90,9 @@ class ActorDeps:
     webhook_secret: str
     webhook_base_url: str = ""  # set by the launcher once the HTTP port is bound
     now: Callable[[], float] = trio.current_time  # replaced by wall-clock time in serve
+    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
+    # Node-wide bound on concurrent connect/restart calls (boot resumes, reconnects, users).
+    connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
 
     def webhook_config(self) -> WebhookConfig:
         return WebhookConfig(
@@ -99,8 +107,9 @@ class InstanceActor:
         self.deps = deps
         self.handle = handle
         self.name = handle.name
-        self._created_in_evolution = False
+        self.created_in_evolution = False
         self._inbox_cursor = 0
+        self.health = HealthMonitor(self)
 
     @property
     def snapshot(self) -> InstanceSnapshot:
@@ -111,20 +120,20 @@ class InstanceActor:
         record = await instances.find_by_name(self.deps.pool, self.name)
         if record is None:
             raise InstanceGone(self.name)
-        self._created_in_evolution = record.evolution_instance_id is not None
+        self.created_in_evolution = record.evolution_instance_id is not None
         self.handle.snapshot = record.snapshot()
         task_status.started()
-        if self._created_in_evolution:
-            await self._reconcile()
-        await self._drain_inbox()
-        mailbox = self.handle.mailbox
-        while True:
-            letter = await mailbox.receive.receive()
-            await self._deliver(letter)
-            if self.handle.deleted:
-                return  # the supervisor marks the actor stopped; a new row gets a new actor
-            if self.handle.drain_requested:
-                await self._drain_inbox()
+        async with trio.open_nursery() as timers:
+            timers.start_soon(self.health.timer)
+            await self.health.boot()
+            await self._drain_inbox()
+            mailbox = self.handle.mailbox
+            while not self.handle.deleted:  # a deleted instance's actor ends; a new row, new actor
+                letter = await mailbox.receive.receive()
+                await self._deliver(letter)
+                if self.handle.drain_requested:
+                    await self._drain_inbox()
+            timers.cancel_scope.cancel()
 
     async def _deliver(self, letter: Letter) -> None:
         try:
@@ -141,7 +150,7 @@ class InstanceActor:
     async def _handle(self, message: Any) -> Any:
         match message:
             case Connect():
-                await self._ensure_created()
+                await self.ensure_created()
                 await self.apply(ConnectRequested())
                 return self.snapshot
             case Logout():
@@ -151,8 +160,11 @@ class InstanceActor:
                 await self._drain_inbox()
                 return None
             case Reconcile():
-                await self._reconcile()
+                await self.reconcile()
                 return self.snapshot
+            case HealthTick():
+                await self.health.check()
+                return None
             case DeleteInstance():
                 await self._delete()
                 return None
@@ -166,22 +178,35 @@ class InstanceActor:
 
     # ---- applying events -------------------------------------------------------------------
 
-    async def apply(self, event: Event, *, inbox_row: int | None = None) -> None:
-        """Run one event through the state machine, persist, publish, execute effects."""
+    async def apply(
+        self, event: Event, *, inbox_row: int | None = None, announce_connected: bool = True
+    ) -> None:
+        """Run one event through the state machine (and what it tells the health policy),
+        persist, publish, then execute the effects and the policy's decisions."""
         old = self.snapshot
-        state, effects = transition(old.state, event, self.deps.now())
+        now = self.deps.now()
+        state, effects = transition(old.state, event, now)
+        health: HealthState = old.health
+        decisions: tuple[Decision, ...] = ()
+        health_event = health_event_for(old.state, state, event)
+        if health_event is not None:
+            health, decisions = on_health_event(
+                old.health, health_event, now, self.deps.health_policy, random.random()
+            )
         new = old
-        if state != old.state:
-            health = old.health
-            if state.status is Status.OPEN:
-                health = replace(health, status="healthy", consecutive_failures=0, issues=())
-            elif health.status == "healthy":
-                health = replace(health, status="disconnected")
-            new = replace(old, state=state, health=health, updated_at=self.deps.now())
+        if state != old.state or health != old.health:
+            new = replace(old, state=state, health=health, updated_at=now)
         await self._persist(new, changed=new is not old, inbox_row=inbox_row)
         self._publish(old, new)
+        if not announce_connected or any(isinstance(d, Reconnected) for d in decisions):
+            # "Reconnected" replaces "connected" after an automatic reconnect.
+            effects = tuple(
+                e for e in effects if not (isinstance(e, Notify) and e.kind == "connected")
+            )
         for effect in effects:
             await self._execute(effect)
+        for decision in decisions:
+            await self.health.decide(decision)
 
     async def _persist(
         self, new: InstanceSnapshot, *, changed: bool, inbox_row: int | None
@@ -208,21 +233,25 @@ class InstanceActor:
         if new.state.qr_code is not None and new.state.qr_code != old.state.qr_code:
             hub.publish_user(new.user_id, "qrcode", qrcode_frame(new))
 
+    def notify(self, note: Notify) -> None:
+        self.deps.hub.publish_user(
+            self.snapshot.user_id,
+            "notification",
+            {
+                "level": note.level,
+                "title": note.title,
+                "message": note.message,
+                "action": note.action,
+            },
+        )
+
     async def _execute(self, effect: Effect) -> None:
         match effect:
             case Notify():
-                self.deps.hub.publish_user(
-                    self.snapshot.user_id,
-                    "notification",
-                    {
-                        "level": effect.level,
-                        "title": effect.title,
-                        "message": effect.message,
-                        "action": effect.action,
-                    },
-                )
+                self.notify(effect)
             case CallConnect():
-                result = await self.deps.evolution.connect(self.name)
+                async with self.deps.connect_limiter:
+                    result = await self.deps.evolution.connect(self.name)
                 await self._apply_connect_result(result)
             case CallLogout():
                 try:
@@ -240,8 +269,8 @@ class InstanceActor:
 
     # ---- Evolution side --------------------------------------------------------------------
 
-    async def _ensure_created(self) -> None:
-        if self._created_in_evolution:
+    async def ensure_created(self) -> None:
+        if self.created_in_evolution:
             return
         evolution = self.deps.evolution
         config = self.deps.webhook_config()
@@ -256,15 +285,33 @@ class InstanceActor:
             found = await evolution.fetch_instances(name=self.name)
             instance_id, token = (found[0].id if found else None), None
         await instances.mark_created_in_evolution(self.deps.pool, self.name, instance_id, token)
-        self._created_in_evolution = True
+        self.created_in_evolution = True
 
-    async def _reconcile(self) -> None:
+    async def sync_webhook(self) -> None:
+        """Make Evolution call back this service's current URL with the current secret (both
+        may have changed since the instance was created: a new WEBHOOK_URL, a rotated secret).
+        """
+        wanted = self.deps.webhook_config()
+        try:
+            current = await self.deps.evolution.find_webhook(self.name)
+            if current is None or (current.url, current.headers, current.enabled) != (
+                wanted.url,
+                wanted.headers,
+                True,
+            ):
+                await self.deps.evolution.set_webhook(self.name, wanted)
+        except EvolutionNotFound:
+            self.created_in_evolution = False
+        except EvolutionError as exc:
+            log.warning("could not check the webhook of %s: %s", self.name, exc)
+
+    async def reconcile(self) -> None:
         try:
             reported = await self.deps.evolution.connection_state(self.name)
         except EvolutionNotFound:
             # Evolution forgot the instance (its storage was reset): create it again on the
             # next connect.
-            self._created_in_evolution = False
+            self.created_in_evolution = False
             await self.apply(ReportedClosed())
             return
         except EvolutionError as exc:
@@ -279,7 +326,7 @@ class InstanceActor:
             await self.apply(events[reported])
 
     async def _delete(self) -> None:
-        if self._created_in_evolution:
+        if self.created_in_evolution:
             try:
                 await self.deps.evolution.delete_instance(self.name)
             except EvolutionNotFound:

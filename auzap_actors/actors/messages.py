@@ -44,6 +44,11 @@ class NotConnected(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class HealthTick:
+    """Time for a health check (cast by the actor's own timer)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Barrier:
     """Replies None once everything queued before it was handled (tests, drills)."""
 

@@ -1,6 +1,6 @@
 """The seed's instance operations, race-free: findUserInstance, ensureUserInstance and
 connectUserWhatsApp.  The seed's createUserInstance (the Evolution side) is the actor's
-first step of every connect (`InstanceActor._ensure_created`), so it runs exactly once per
+first step of every connect (`InstanceActor.ensure_created`), so it runs exactly once per
 instance however many connects race.
 
 Races are closed in two places: the database (unique user_id and instance_name, ON CONFLICT)

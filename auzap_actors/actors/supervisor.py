@@ -244,7 +244,8 @@ class Supervisor:
                 if handle.deleted:
                     return
                 error_id = uuid.uuid4().hex[:12]
-                handle.last_error = f"[{error_id}] {type(exc).__name__}: {exc}"
+                cause = _root_cause(exc)
+                handle.last_error = f"[{error_id}] {type(cause).__name__}: {cause}"
                 log.error("actor %s crashed (error %s)", handle.name, error_id, exc_info=exc)
                 decision = decide_restart(handle.crash_history, trio.current_time(), self.policy)
                 handle.crash_history = decision.history
@@ -255,6 +256,13 @@ class Supervisor:
                 handle.restarts += 1
                 handle.status = "restarting"
                 await trio.sleep(decision.delay_s)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The actor's own exception inside the exception groups its nursery wraps it in."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 class _Ready:

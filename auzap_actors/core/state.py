@@ -106,6 +106,11 @@ class ReportedClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconnectRequested:
+    """The health monitor starts an automatic reconnect (the actor makes the call)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AttentionRequired:
     """Automatic recovery gave up; a human must act."""
 
@@ -124,6 +129,7 @@ Event = (
     | ReportedOpen
     | ReportedConnecting
     | ReportedClosed
+    | ReconnectRequested
     | AttentionRequired
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -138,6 +144,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReportedOpen,
     ReportedConnecting,
     ReportedClosed,
+    ReconnectRequested,
     AttentionRequired,
 )
 
@@ -154,12 +161,16 @@ class CallLogout:
     """Ask Evolution to log the session out."""
 
 
+NotifyKind = Literal["connected", "qr_expired", "closed", "logged_out", "attention"]
+
+
 @dataclass(frozen=True, slots=True)
 class Notify:
     level: Literal["info", "warning", "error"]
     title: str
     message: str
     action: Literal["reconnect"] | None = None
+    kind: NotifyKind = "closed"  # lets the actor replace "connected" by "reconnected"
 
 
 Effect = CallConnect | CallLogout | Notify
@@ -187,31 +198,36 @@ TRANSITIONS: Mapping[Status, Mapping[type[Event], Status]] = {
     D: {
         ConnectRequested: C, QrUpdated: Q, QrExpired: D, ConnectionOpened: O,
         ConnectionConnecting: C, ConnectionClosed: D, LogoutRequested: D, LoggedOut: D,
-        ReportedOpen: O, ReportedConnecting: C, ReportedClosed: D, AttentionRequired: A,
+        ReportedOpen: O, ReportedConnecting: C, ReportedClosed: D, ReconnectRequested: C,
+        AttentionRequired: A,
     },
     C: {
         ConnectRequested: C, QrUpdated: Q, QrExpired: D, ConnectionOpened: O,
         ConnectionConnecting: C, ConnectionClosed: D, LogoutRequested: D, LoggedOut: D,
-        ReportedOpen: O, ReportedConnecting: C, ReportedClosed: D, AttentionRequired: A,
+        ReportedOpen: O, ReportedConnecting: C, ReportedClosed: D, ReconnectRequested: C,
+        AttentionRequired: A,
     },
     Q: {
         # Evolution reports `connecting` while a QR is shown: the QR stays.
         ConnectRequested: Q, QrUpdated: Q, QrExpired: D, ConnectionOpened: O,
         ConnectionConnecting: Q, ConnectionClosed: D, LogoutRequested: D, LoggedOut: D,
-        ReportedOpen: O, ReportedConnecting: Q, ReportedClosed: D, AttentionRequired: A,
+        ReportedOpen: O, ReportedConnecting: Q, ReportedClosed: D, ReconnectRequested: Q,
+        AttentionRequired: A,
     },
     O: {
         # A late QR-expiry (stale webhook) must not knock an open session down.
         ConnectRequested: O, QrUpdated: Q, QrExpired: O, ConnectionOpened: O,
         ConnectionConnecting: C, ConnectionClosed: D, LogoutRequested: D, LoggedOut: D,
-        ReportedOpen: O, ReportedConnecting: C, ReportedClosed: D, AttentionRequired: A,
+        ReportedOpen: O, ReportedConnecting: C, ReportedClosed: D, ReconnectRequested: C,
+        AttentionRequired: A,
     },
     A: {
         # Only a human (connect/logout) or real news from Evolution leaves NEEDS_ATTENTION;
         # polled "close"/"connecting" and stale QR expiries keep it parked.
         ConnectRequested: C, QrUpdated: Q, QrExpired: A, ConnectionOpened: O,
         ConnectionConnecting: C, ConnectionClosed: A, LogoutRequested: D, LoggedOut: D,
-        ReportedOpen: O, ReportedConnecting: A, ReportedClosed: A, AttentionRequired: A,
+        ReportedOpen: O, ReportedConnecting: A, ReportedClosed: A, ReconnectRequested: A,
+        AttentionRequired: A,
     },
 }  # fmt: skip
 
@@ -261,6 +277,7 @@ def transition(
                         "info",
                         "WhatsApp connected",
                         f"WhatsApp is connected as {_format_phone(new.phone_number)}.",
+                        kind="connected",
                     )
                 )
         case ConnectionClosed(reason=reason):
@@ -284,9 +301,15 @@ def transition(
         case AttentionRequired(reason=reason):
             if state.status is not Status.NEEDS_ATTENTION:
                 effects.append(
-                    Notify("error", "WhatsApp needs your attention", reason, action="reconnect")
+                    Notify(
+                        "error",
+                        "WhatsApp needs your attention",
+                        reason,
+                        action="reconnect",
+                        kind="attention",
+                    )
                 )
-        case ConnectionConnecting() | ReportedConnecting():
+        case ConnectionConnecting() | ReportedConnecting() | ReconnectRequested():
             pass
     return new, tuple(effects)
 
@@ -297,6 +320,7 @@ def _closed_notification(logged_out: bool) -> Notify:
             "error",
             "WhatsApp disconnected",
             "This device was logged out of WhatsApp. Connect again and scan a new QR code.",
+            kind="logged_out",
         )
     return Notify(
         "warning",

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
+from .health import HealthState, uptime
 from .state import InstanceState, Status
-
-HealthStatus = Literal["healthy", "unhealthy", "disconnected", "error"]
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    status: HealthStatus = "disconnected"
-    consecutive_failures: int = 0
-    last_check_at: float | None = None  # epoch seconds
-    issues: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +18,7 @@ class InstanceSnapshot:
     user_id: str | None
     organization_id: str | None
     state: InstanceState = field(default_factory=InstanceState)
-    health: Health = field(default_factory=Health)
+    health: HealthState = field(default_factory=HealthState)
     auto_reply: bool = False
     updated_at: float = 0.0  # epoch seconds
 
@@ -40,14 +31,11 @@ def iso(epoch: float | None) -> str | None:
 
 def health_view(snapshot: InstanceSnapshot, now: float) -> dict[str, Any]:
     health = snapshot.health
-    state = snapshot.state
-    uptime = None
-    if state.status is Status.OPEN and state.since is not None:
-        uptime = round(max(0.0, now - state.since), 3)
+    up = uptime(health, now) if snapshot.state.status is Status.OPEN else None
     return {
         "status": health.status,
         "consecutive_failures": health.consecutive_failures,
-        "uptime_seconds": uptime,
+        "uptime_seconds": None if up is None else round(up, 3),
         "last_check_at": iso(health.last_check_at),
         "issues": list(health.issues),
     }

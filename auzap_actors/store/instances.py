@@ -4,12 +4,36 @@ instance name or user id."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.health import HealthState
 from ..core.state import InstanceState, Status
-from ..core.views import Health, InstanceSnapshot
+from ..core.views import InstanceSnapshot
+
+_HEALTH_FIELDS = {f.name for f in fields(HealthState)}
+
+
+def health_from_json(data: dict[str, Any], status: Status) -> HealthState:
+    """The stored health; an instance never checked is watched only if it is open."""
+    if not data:
+        return HealthState(
+            status="healthy" if status is Status.OPEN else "disconnected",
+            expect_open=status is Status.OPEN,
+        )
+    known = {k: v for k, v in data.items() if k in _HEALTH_FIELDS}
+    known["issues"] = tuple(known.get("issues") or ())
+    try:
+        return HealthState(**known)
+    except TypeError:
+        return HealthState(expect_open=status is Status.OPEN)
+
+
+def health_to_json(health: HealthState) -> dict[str, Any]:
+    data = asdict(health)
+    data["issues"] = list(health.issues)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +68,7 @@ class InstanceRecord:
             last_reason=self.last_reason,
             since=self.state_since,
         )
-        health = Health(
-            status=self.health.get("status", "disconnected"),
-            consecutive_failures=int(self.health.get("consecutive_failures", 0)),
-            last_check_at=self.health.get("last_check_at"),
-            issues=tuple(self.health.get("issues", ())),
-        )
+        health = health_from_json(self.health, status)
         return InstanceSnapshot(
             instance_name=self.instance_name,
             user_id=self.user_id,
@@ -143,12 +162,7 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
         state.profile_name,
         _ts(state.since),
         state.last_reason,
-        {
-            "status": health.status,
-            "consecutive_failures": health.consecutive_failures,
-            "last_check_at": health.last_check_at,
-            "issues": list(health.issues),
-        },
+        health_to_json(health),
         _ts(snapshot.updated_at),
     )
 

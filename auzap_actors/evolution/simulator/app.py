@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import trio
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -47,6 +47,7 @@ def create_simulator_app(sim: Simulator) -> QuartTrio:
         # Counted before faults: a request answered with an injected fault still
         # reached the server, which is what a caller's retry budget is judged by.
         sim.count_request(route, instance)
+        g.sim_route = route
         faults = sim.faults
         if faults.mode == "slow" and faults.latency_ms > 0:
             await trio.sleep(faults.latency_ms / 1000)
@@ -57,6 +58,12 @@ def create_simulator_app(sim: Simulator) -> QuartTrio:
         if faults.mode == "error":
             return json_response(SimHTTPError(500, ["Simulated internal server error"]).body(), 500)
         return None
+
+    @app.teardown_request
+    async def request_finished(_: BaseException | None) -> None:
+        route = getattr(g, "sim_route", None)
+        if route is not None:
+            sim.request_done(route)
 
     @app.errorhandler(SimHTTPError)
     async def evolution_error(error: SimHTTPError) -> Response:

@@ -114,6 +114,7 @@ def register_control(app: QuartTrio, sim: Simulator) -> None:
                 "total": sim.requests_total,
                 "by_route": dict(sim.by_route),
                 "by_instance": {name: dict(c) for name, c in sim.by_instance.items()},
+                "peak_in_flight": dict(sim.peak_in_flight),
             }
         )
 

@@ -89,6 +89,10 @@ class Simulator:
         self.sent: list[dict[str, Any]] = []
         self.requests_total = 0
         self.by_route: Counter[str] = Counter()
+        # Requests being answered right now, and the most there ever were, per route: lets a
+        # test prove a client never has more than N calls of a kind in flight.
+        self.in_flight: Counter[str] = Counter()
+        self.peak_in_flight: Counter[str] = Counter()
         self.by_instance: dict[str, Counter[str]] = {}
         self.server_url = config.server_url or "http://localhost:8080"
         self.spawner = Spawner("simulator")
@@ -140,6 +144,11 @@ class Simulator:
         self.by_route[route] += 1
         if instance is not None:
             self.by_instance.setdefault(instance, Counter())[route] += 1
+        self.in_flight[route] += 1
+        self.peak_in_flight[route] = max(self.peak_in_flight[route], self.in_flight[route])
+
+    def request_done(self, route: str) -> None:
+        self.in_flight[route] = max(0, self.in_flight[route] - 1)
 
     def spawn_for(self, inst: Instance, fn: Any, *args: Any) -> trio.CancelScope:
         return self.spawner.spawn(fn, inst, *args, groups=(inst.tasks,))
@@ -373,6 +382,8 @@ class Simulator:
         self.sent.clear()
         self.requests_total = 0
         self.by_route.clear()
+        self.in_flight.clear()
+        self.peak_in_flight.clear()
         self.by_instance.clear()
         self.persist()
 
