@@ -24,7 +24,7 @@ from auzap_actors.evolution import (
 )
 from auzap_actors.evolution.breaker import BreakerConfig, CircuitBreaker
 from auzap_actors.evolution.errors import EvolutionCircuitOpen
-from auzap_actors.evolution.retry import RetryPolicy
+from auzap_actors.evolution.retry import RetryPolicy, should_retry
 from auzap_actors.evolution.simulator import SimulatorConfig, serve_simulator
 
 API_KEY = "retry-test-key"
@@ -109,16 +109,18 @@ async def test_flaky_idempotent_calls_all_succeed(
 ) -> None:
     # 12 attempts: with 3, one call in 37 would still fail 3 times in a row at 30 %
     # (0.3**3), so 50 calls would fail most runs; 0.3**12 * 50 is about 3e-5.
-    # The breaker is made tolerant: at 30 % errors a 5-failure breaker rightly opens.
+    # The breaker keeps its default: it judges calls, and a call saved by a retry proves
+    # Evolution reachable, so a flaky server never trips it.
     retry = RetryPolicy(attempts=12, initial_s=0.01, max_s=0.05)
-    async with evolution(sim_url, retry=retry, breaker=TOLERANT) as evo:
+    async with evolution(sim_url, retry=retry) as evo:
         await create(evo, "flaky")
         await faults(control, "flaky", error_rate=0.3)
         caplog.set_level(logging.WARNING)
         states = [await evo.connection_state("flaky") for _ in range(50)]
         assert states == ["close"] * 50
         assert (await counts(control))[STATE] > 50
-        assert evo.breaker.snapshot()["failures_in_window"] > 0
+        assert evo.breaker.snapshot()["status"] == "closed"
+        assert evo.breaker.snapshot()["failures_in_window"] == 0
     retries = [r for r in caplog.records if r.name == "auzap_actors.evolution.client"]
     assert retries and all(r.levelno == logging.WARNING for r in retries)
     assert "attempt 2 of 12" in retries[0].getMessage()
@@ -163,7 +165,7 @@ async def test_non_idempotent_calls_are_not_repeated_once_sent(
 ) -> None:
     async with evolution(sim_url, breaker=TOLERANT) as evo:
         await create(evo, "busy")
-        await faults(control, "down")  # 503 answers: the call may have happened
+        await faults(control, "down")  # 503 answers: "not processed", safe to send again
         with pytest.raises(EvolutionUnavailable) as send:
             await evo.send_text("busy", "5511911112222", "hi")
         assert send.value.status == 503 and send.value.request_sent
@@ -171,7 +173,11 @@ async def test_non_idempotent_calls_are_not_repeated_once_sent(
             await evo.create_instance("other", webhook=WebhookConfig("http://x.invalid/h", ()))
         with pytest.raises(EvolutionUnavailable):  # idempotent: all attempts used
             await evo.connection_state("busy")
-        assert await counts(control) == {CREATE: 2, SEND: 1, STATE: FAST.attempts}
+        assert await counts(control) == {
+            CREATE: 1 + FAST.attempts,
+            SEND: FAST.attempts,
+            STATE: FAST.attempts,
+        }
 
         # A read timeout: the server got the request, so send_text is not repeated.
         await faults(control, "slow", latency_ms=300)
@@ -180,7 +186,23 @@ async def test_non_idempotent_calls_are_not_repeated_once_sent(
             await impatient.send_text("busy", "5511911112222", "hi")
         with pytest.raises(EvolutionUnavailable, match="timed out"):
             await impatient.connection_state("busy")
-    assert await counts(control) == {CREATE: 2, SEND: 2, STATE: 2 * FAST.attempts}
+    assert await counts(control) == {
+        CREATE: 1 + FAST.attempts,
+        SEND: FAST.attempts + 1,
+        STATE: 2 * FAST.attempts,
+    }
+
+
+def test_gateway_errors_that_may_have_been_processed_are_not_repeated() -> None:
+    def unavailable(status: int | None, sent: bool = True) -> EvolutionUnavailable:
+        return EvolutionUnavailable([], status=status, method="POST", path="/x", request_sent=sent)
+
+    assert should_retry(unavailable(503), idempotent=False)
+    assert not should_retry(unavailable(502), idempotent=False)
+    assert not should_retry(unavailable(504), idempotent=False)
+    assert not should_retry(unavailable(None), idempotent=False)  # read timeout, reset
+    assert should_retry(unavailable(None, sent=False), idempotent=False)
+    assert all(should_retry(unavailable(s), idempotent=True) for s in (502, 503, 504, None))
 
 
 async def test_non_idempotent_calls_are_retried_when_never_sent() -> None:
@@ -195,24 +217,29 @@ async def test_non_idempotent_calls_are_retried_when_never_sent() -> None:
         with pytest.raises(EvolutionUnavailable):
             await evo.create_instance("nobody", webhook=WebhookConfig("http://x.invalid/h", ()))
         assert transport.calls == 2 * FAST.attempts
-        assert evo.breaker.snapshot()["failures_in_window"] == 2 * FAST.attempts
+        assert evo.breaker.snapshot()["failures_in_window"] == 2  # calls, not attempts
 
 
 # -- the breaker -----------------------------------------------------------------------
 
 
+OPENED_AFTER = BREAKER.failures * FAST.attempts  # requests sent until the breaker opens
+
+
 async def open_breaker(evo: EvolutionClient, control: httpx.AsyncClient) -> None:
-    """Mode down: the first call uses its 3 attempts; the second opens the breaker at
-    its 2nd attempt (5 failures) and stops there instead of sleeping against it."""
+    """Mode down: each call uses its 3 attempts and counts one failure; the 5th failed call
+    opens the breaker, and the next call is refused without a request."""
     await faults(control, "down")
-    with pytest.raises(EvolutionUnavailable) as first:
-        await evo.connection_state("cb")
-    assert type(first.value) is EvolutionUnavailable and first.value.status == 503
-    assert repr(evo.breaker).endswith(" closed 3/5 failures>")
+    for n in range(1, BREAKER.failures + 1):
+        with pytest.raises(EvolutionUnavailable) as failed:
+            await evo.connection_state("cb")
+        assert type(failed.value) is EvolutionUnavailable and failed.value.status == 503
+        if n < BREAKER.failures:
+            assert repr(evo.breaker).endswith(f" closed {n}/5 failures>")
+    assert evo.breaker.state.status == "open"
     with pytest.raises(EvolutionCircuitOpen):
         await evo.connection_state("cb")
-    assert (await counts(control))[STATE] == 5
-    assert evo.breaker.state.status == "open"
+    assert (await counts(control))[STATE] == OPENED_AFTER
 
 
 async def test_open_breaker_fails_fast_then_a_probe_closes_it(
@@ -233,7 +260,7 @@ async def test_open_breaker_fails_fast_then_a_probe_closes_it(
         await faults(control, "none")
         with pytest.raises(EvolutionCircuitOpen):  # healthy again, but not probed yet
             await evo.connection_state("cb")
-        assert (await counts(control))[STATE] == 5
+        assert (await counts(control))[STATE] == OPENED_AFTER
 
         await trio.sleep(evo.breaker.snapshot()["retry_after_s"] + 0.01)
         await faults(control, "slow", latency_ms=300)
@@ -259,7 +286,7 @@ async def test_open_breaker_fails_fast_then_a_probe_closes_it(
         await faults(control, "none")
         for _ in range(3):
             assert await evo.connection_state("cb") == "close"
-    assert (await counts(control))[STATE] == 5 + 1 + 3
+    assert (await counts(control))[STATE] == OPENED_AFTER + 1 + 3
 
 
 async def test_failed_probe_reopens_and_cancelled_probe_frees_the_slot(
@@ -271,16 +298,17 @@ async def test_failed_probe_reopens_and_cancelled_probe_frees_the_slot(
         first_opened_at = evo.breaker.state.opened_at
         assert first_opened_at is not None
         await trio.sleep(BREAKER.reset_s + 0.01)
-        # The probe gets a 503: reopened at once, and its retry meets the open circuit.
-        with pytest.raises(EvolutionCircuitOpen):
+        # The probe call keeps the probe through its retries; all get 503: reopened.
+        with pytest.raises(EvolutionUnavailable) as probe_failed:
             await evo.connection_state("cb")
+        assert type(probe_failed.value) is EvolutionUnavailable
         snapshot = evo.breaker.snapshot()
         assert (snapshot["status"], snapshot["opened_count"]) == ("open", 2)
         assert snapshot["opened_at"] >= first_opened_at + BREAKER.reset_s  # a new open period
-        assert (await counts(control))[STATE] == 6
+        assert (await counts(control))[STATE] == OPENED_AFTER + FAST.attempts
         with pytest.raises(EvolutionCircuitOpen):
             await evo.connection_state("cb")
-        assert (await counts(control))[STATE] == 6
+        assert (await counts(control))[STATE] == OPENED_AFTER + FAST.attempts
 
         # A probe cancelled by its caller must not leave the breaker half-open forever.
         await trio.sleep(BREAKER.reset_s + 0.01)
@@ -291,4 +319,4 @@ async def test_failed_probe_reopens_and_cancelled_probe_frees_the_slot(
         await faults(control, "none")
         assert await evo.connection_state("cb") == "close"
         assert evo.breaker.state.status == "closed"
-    assert (await counts(control))[STATE] == 8
+    assert (await counts(control))[STATE] == OPENED_AFTER + FAST.attempts + 2

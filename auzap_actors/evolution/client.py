@@ -19,6 +19,7 @@ import trio
 
 from .breaker import BreakerConfig, CircuitBreaker
 from .errors import (
+    EvolutionCircuitOpen,
     EvolutionError,
     EvolutionServerError,
     EvolutionUnavailable,
@@ -190,40 +191,41 @@ class EvolutionClient:
         policy = self.retry
         body: Any = None
         last: EvolutionError | None = None
-        async for attempt in stamina.retry_context(
-            on=lambda exc: should_retry(exc, idempotent=idempotent),
-            attempts=policy.attempts,
-            timeout=None,  # attempts bound the loop; each attempt has its own timeout
-            wait_initial=policy.initial_s,
-            wait_max=policy.max_s,
-            wait_exp_base=2,
-        ):
-            with attempt:
-                if last is not None:
-                    # str(last) names method, path and Evolution's message, never the key.
-                    log.warning(
-                        "evolution %s %s: attempt %d of %d after: %s",
-                        method,
-                        path,
-                        attempt.num,
-                        policy.attempts,
-                        last,
-                    )
-                try:
-                    body = await self._attempt(method, path, json=json, params=params)
-                except EvolutionError as exc:
-                    last = exc
-                    raise
-        return body
-
-    async def _attempt(
-        self, method: str, path: str, *, json: Any, params: dict[str, str] | None
-    ) -> Any:
-        """One request through the breaker: the outcome is reported to it."""
-        probe = self.breaker.allow(method=method, path=path)
+        probe = False
         try:
-            body = await self._send(method, path, json=json, params=params)
+            async for attempt in stamina.retry_context(
+                on=lambda exc: should_retry(exc, idempotent=idempotent),
+                attempts=policy.attempts,
+                timeout=None,  # attempts bound the loop; each attempt has its own timeout
+                wait_initial=policy.initial_s,
+                wait_max=policy.max_s,
+                wait_exp_base=2,
+            ):
+                with attempt:
+                    if last is not None:
+                        # str(last) names method, path and Evolution's message, never the key.
+                        log.warning(
+                            "evolution %s %s: attempt %d of %d after: %s",
+                            method,
+                            path,
+                            attempt.num,
+                            policy.attempts,
+                            last,
+                        )
+                    if not probe:
+                        # Every attempt asks: a circuit that opened meanwhile ends the retries.
+                        probe = self.breaker.allow(method=method, path=path)
+                    try:
+                        body = await self._send(method, path, json=json, params=params)
+                    except EvolutionError as exc:
+                        last = exc
+                        raise
+        except EvolutionCircuitOpen:
+            raise
         except EvolutionUnavailable:
+            # The breaker judges calls, not attempts: a call saved by a retry proves
+            # Evolution reachable, so a flaky server does not trip it; one that failed after
+            # all its attempts counts once.
             self.breaker.record_failure()
             raise
         except EvolutionError:

@@ -45,4 +45,4 @@ def should_retry(exc: Exception, *, idempotent: bool) -> bool:
     """
     if not isinstance(exc, EvolutionUnavailable) or not exc.retryable:
         return False
-    return idempotent or not exc.request_sent
+    return idempotent or not exc.request_sent or exc.status == 503

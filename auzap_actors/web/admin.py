@@ -42,6 +42,7 @@ async def tree() -> dict[str, Any]:
                 "inbox_writer": repr(svc.inbox_writer),
                 "hub": repr(svc.hub),
             },
+            "evolution_breaker": svc.supervisor.deps.evolution.breaker.snapshot(),
         },
         "actors": [h.entry(now) for h in handles],
     }

@@ -28,6 +28,9 @@ async def readyz() -> tuple[dict[str, Any], int]:
         reasons.append("supervisor not running")
     if not svc.inbox_writer.running:
         reasons.append("webhook inbox writer not running")
+    # An open circuit to Evolution is reported, not a reason to take this node out of
+    # service: webhooks are still stored and the API still answers from the database.
+    evolution = svc.supervisor.deps.evolution.breaker.snapshot()
     if reasons:
-        return {"status": "unavailable", "reasons": reasons}, 503
-    return {"status": "ready"}, 200
+        return {"status": "unavailable", "reasons": reasons, "evolution": evolution}, 503
+    return {"status": "ready", "evolution": evolution}, 200

@@ -87,6 +87,7 @@ class Simulator:
         )
         self.faults = Faults()
         self.sent: list[dict[str, Any]] = []
+        self._dirty = trio.Event()
         self.requests_total = 0
         self.by_route: Counter[str] = Counter()
         # Requests being answered right now, and the most there ever were, per route: lets a
@@ -106,6 +107,8 @@ class Simulator:
         """Own the nursery for webhook deliveries and timers; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.webhooks.run)
+            if self.config.state_file is not None:
+                nursery.start_soon(self._writer)
             self.spawner.bind(nursery)
             task_status.started()
             try:
@@ -124,8 +127,22 @@ class Simulator:
         self.webhooks.emit(inst, event, data)
 
     def persist(self) -> None:
+        """Mark the state file stale; `_writer` saves it soon (one write per burst of
+        changes, not one per change: the file holds every instance)."""
         if self.config.state_file is not None:
-            save_state(self.config.state_file, self.instances)
+            self._dirty.set()
+
+    async def _writer(self) -> None:
+        assert self.config.state_file is not None
+        try:
+            while True:
+                await self._dirty.wait()
+                self._dirty = trio.Event()
+                save_state(self.config.state_file, self.instances)
+                await trio.sleep(0.5)
+        finally:
+            if self._dirty.is_set():
+                save_state(self.config.state_file, self.instances)
 
     def get(self, name: str) -> Instance:
         inst = self.instances.get(name)

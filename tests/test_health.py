@@ -1,0 +1,258 @@
+"""Step 3 acceptance: health monitoring, reconnect policy, breaker and boot, on trio's
+MockClock with autojump (virtual minutes pass in real milliseconds when the service idles).
+
+The whole service runs (real PostgreSQL, the simulator over real HTTP).  The autojump
+threshold is a few real milliseconds, so time only jumps when nothing, the database included,
+has anything to do.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+import trio
+from trio.testing import MockClock
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from auzap_actors.evolution.errors import EvolutionNotFound
+from auzap_actors.serve import Running
+
+from .conftest import ServiceRunner
+from .helpers import auth, eventually, http, next_frame, user_token
+
+
+@pytest.fixture
+def clock() -> MockClock:
+    return MockClock(autojump_threshold=0.01)
+
+
+@pytest.fixture
+def crowd_clock() -> MockClock:
+    """Starts as real time (setting 200 instances up is real work); the test then switches
+    to autojump.  With 200 instances timers are dense, so a tiny threshold is safe: a jump
+    while the database works lands on the next health tick, never on a far timeout."""
+    return MockClock(rate=1.0)
+
+
+async def _open(service: Running, client: Any, user: uuid.UUID, phone: str, sim: Any = None) -> str:
+    token = user_token(user)
+    assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
+    name = f"user_{user}"
+    if sim is None:
+        async with http(service.simulator_url or "") as own_sim:
+            await eventually(
+                lambda: own_sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone})
+            )
+    else:
+        await eventually(lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone}))
+
+    async def is_open() -> bool:
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        return bool(view["status"] == "open")
+
+    await eventually(is_open)
+    return name
+
+
+async def _notification(ws: WebSocketConnection, timeout: float) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        while True:
+            frame = json.loads(await ws.get_message())
+            if frame["type"] == "notification":
+                return frame["data"]  # type: ignore[no-any-return]
+
+
+async def _requests(service: Running) -> dict[str, Any]:
+    async with http(service.simulator_url or "") as sim:
+        body: dict[str, Any] = (await sim.get("/_sim/requests")).json()
+        return body
+
+
+async def test_drop_alert_at_two_reconnect_at_three_then_reconnected(
+    runner: ServiceRunner, clock: MockClock
+) -> None:
+    service = await runner.start()
+    user = uuid.uuid4()
+    token = user_token(user)
+    ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    async with http(service.url) as client, open_websocket_url(ws_url) as ws:
+        await next_frame(ws)
+        name = await _open(service, client, user, "5511977776666")
+        await _notification(ws, 5)  # "WhatsApp connected"
+        await trio.sleep(700)  # stable for a while: uptime grows
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        assert view["health"]["status"] == "healthy" and view["health"]["uptime_seconds"] > 600
+
+        async with http(service.simulator_url or "") as sim:
+            answer = await sim.post(
+                f"/_sim/instances/{name}/disconnect", json={"code": 428, "auto_reconnect": False}
+            )
+            assert answer.status_code == 200
+        dropped_at = trio.current_time()
+
+        alert = await _notification(ws, 400)
+        assert alert["level"] == "warning" and "2 health checks" in alert["message"]
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        assert view["health"]["consecutive_failures"] == 2
+        assert view["health"]["status"] == "unhealthy" and view["status"] == "connecting"
+        assert 60 < trio.current_time() - dropped_at < 200  # two intervals, jittered
+
+        started = await _notification(ws, 400)
+        assert started["title"] == "Reconnecting WhatsApp" and started["action"] == "reconnect"
+        done = await _notification(ws, 60)
+        assert done == {
+            "level": "info",
+            "title": "WhatsApp reconnected",
+            "message": "WhatsApp is connected again.",
+            "action": "reconnect",
+        }
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        assert view["status"] == "open" and view["health"]["status"] == "healthy"
+        assert view["health"]["consecutive_failures"] == 0
+        assert view["health"]["uptime_seconds"] < 60, "uptime restarted at the reconnect"
+        with trio.move_on_after(300):  # and nothing else to say
+            extra = await _notification(ws, 301)
+            raise AssertionError(f"unexpected notification {extra}")
+    counts = (await _requests(service))["by_instance"][name]
+    assert counts["GET /instance/connect/{instance}"] == 2  # the user's connect + one reconnect
+
+
+async def test_logout_is_final_no_reconnect_attempts(
+    runner: ServiceRunner, clock: MockClock
+) -> None:
+    service = await runner.start()
+    user = uuid.uuid4()
+    token = user_token(user)
+    ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    async with http(service.url) as client, open_websocket_url(ws_url) as ws:
+        await next_frame(ws)
+        name = await _open(service, client, user, "5511966665555")
+        await _notification(ws, 5)
+        before = (await _requests(service))["by_instance"][name]
+        async with http(service.simulator_url or "") as sim:
+            await sim.post(f"/_sim/instances/{name}/disconnect", json={"code": 401})
+        note = await _notification(ws, 10)
+        assert note["level"] == "error" and "logged out" in note["message"]
+        with trio.move_on_after(1200):  # 20 virtual minutes: silence
+            extra = await _notification(ws, 1201)
+            raise AssertionError(f"unexpected notification {extra}")
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        assert view["status"] == "disconnected" and view["health"]["status"] == "disconnected"
+    after = (await _requests(service))["by_instance"][name]
+    for route in ("GET /instance/connect/{instance}", "POST /instance/restart/{instance}"):
+        assert after.get(route, 0) == before.get(route, 0), route
+
+
+async def test_evolution_outage_opens_the_breaker_and_blames_no_instance(
+    runner: ServiceRunner, crowd_clock: MockClock
+) -> None:
+    service = await runner.start()
+    users = [uuid.uuid4() for _ in range(200)]
+    async with http(service.url) as client, http(service.simulator_url or "") as sim:
+        limiter = trio.CapacityLimiter(20)
+
+        async def open_one(n: int, user: uuid.UUID) -> None:
+            async with limiter:
+                await _open(service, client, user, f"55119{n:08d}", sim)
+
+        async with trio.open_nursery() as nursery:
+            for n, user in enumerate(users):
+                nursery.start_soon(open_one, n, user)
+        crowd_clock.rate = 0
+        crowd_clock.autojump_threshold = 0.001
+        watcher = user_token(users[0])
+        ws_url = service.url.replace("http://", "ws://") + f"/ws?token={watcher}"
+        async with open_websocket_url(ws_url) as ws:
+            await next_frame(ws)
+            await trio.sleep(120)  # every instance checked healthy at least once
+            before = (await _requests(service))["total"]
+            async with http(service.simulator_url or "") as sim:
+                await sim.post("/_sim/faults", json={"mode": "down"})
+            with trio.move_on_after(600):  # ten virtual minutes of outage
+                note = await _notification(ws, 601)
+                raise AssertionError(f"the outage was blamed on the instance: {note}")
+            during = (await _requests(service))["total"] - before
+            breaker = (await client.get("/readyz")).json()["evolution"]
+            async with http(service.simulator_url or "") as sim:
+                await sim.post("/_sim/faults", json={"mode": "none"})
+            # Bound, for 2,000 health checks (6,000 requests with retries, unprotected):
+            # 5 failed calls of 3 attempts open it (15), the calls already retrying then
+            # stop at their next attempt (at 200 checks/min, about 10 of them: <= 30), and
+            # one probe call of 3 attempts per 30 s + 3 s of retries (18 * 3 = 54).
+            assert during <= 100, during
+            assert breaker["status"] == "open" and breaker["opened_count"] >= 1
+            views = {}
+            for user in users:
+                views[user] = (
+                    await client.get("/api/whatsapp/instance", headers=auth(user_token(user)))
+                ).json()
+            assert {v["health"]["status"] for v in views.values()} == {"error"}
+            assert {v["health"]["consecutive_failures"] for v in views.values()} == {0}
+            assert all(
+                "Evolution API unreachable" in v["health"]["issues"][-1] for v in views.values()
+            )
+
+            await trio.sleep(150)  # the probe closes it; every instance is checked again
+            statuses = set()
+            for user in users:
+                view = (
+                    await client.get("/api/whatsapp/instance", headers=auth(user_token(user)))
+                ).json()
+                statuses.add((view["status"], view["health"]["status"]))
+            assert statuses == {("open", "healthy")}
+            assert (await client.get("/readyz")).json()["evolution"]["status"] == "closed"
+            with trio.move_on_after(1):
+                note = await _notification(ws, 2)
+                raise AssertionError(f"unexpected notification {note}")
+
+
+async def test_flaky_evolution_user_operations_still_succeed(
+    runner: ServiceRunner, clock: MockClock
+) -> None:
+    # At 30 % failed attempts a call fails after n attempts with probability 0.3**n: 2.7 %
+    # with the default 3 (about one user operation in 37), 6e-6 with 10.  The test takes
+    # 10 so that "every operation succeeds" is a fact, not luck.
+    service = await runner.start(AUZAP_RETRY_ATTEMPTS="10")
+    async with http(service.simulator_url or "") as sim:
+        await sim.post("/_sim/faults", json={"mode": "flaky", "error_rate": 0.3})
+    async with http(service.url) as client:
+        for n in range(8):
+            user = uuid.uuid4()
+            token = user_token(user)
+            connected = await client.post("/api/whatsapp/connect", headers=auth(token))
+            assert connected.status_code == 200, connected.text
+            name = f"user_{user}"
+            async with http(service.simulator_url or "") as sim:
+                scan = f"/_sim/instances/{name}/scan"
+                phone = {"phone": f"55118{n:08d}"}
+                await eventually(lambda scan=scan, phone=phone: sim.post(scan, json=phone))
+
+            async def is_open(token: str = token) -> bool:
+                view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+                return bool(view["status"] == "open")
+
+            await eventually(is_open, timeout=30)
+            sent = await client.post(
+                "/api/whatsapp/messages",
+                headers=auth(token),
+                json={"to": "5511955554444", "text": f"oi {n}"},
+            )
+            assert sent.status_code == 202, sent.text
+    counts = await _requests(service)
+    # 400/404 are answers, never retried: an unknown instance is asked about exactly once.
+    async with http(service.simulator_url or "") as sim:
+        await sim.post("/_sim/faults", json={"mode": "none"})
+    evolution = service.services.supervisor.deps.evolution
+    before = (await _requests(service))["by_route"].get(
+        "GET /instance/connectionState/{instance}", 0
+    )
+    with pytest.raises(EvolutionNotFound):
+        await evolution.connection_state("user_nobody")
+    after = (await _requests(service))["by_route"].get(
+        "GET /instance/connectionState/{instance}", 0
+    )
+    assert after == before + 1
+    assert counts["total"] > 0
