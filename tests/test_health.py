@@ -12,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from trio.testing import MockClock
@@ -215,10 +216,12 @@ async def test_flaky_evolution_user_operations_still_succeed(
     # At 30 % failed attempts a call fails after n attempts with probability 0.3**n: 2.7 %
     # with the default 3 (about one user operation in 37), 6e-6 with 10.  The test takes
     # 10 so that "every operation succeeds" is a fact, not luck.
-    service = await runner.start(AUZAP_RETRY_ATTEMPTS="10")
+    # Waits capped at 2 s keep a whole operation (up to 10 attempts) inside the actor's 30 s
+    # call timeout; the client below waits as long as the service may (virtual seconds).
+    service = await runner.start(AUZAP_RETRY_ATTEMPTS="10", AUZAP_RETRY_MAX_S="2")
     async with http(service.simulator_url or "") as sim:
         await sim.post("/_sim/faults", json={"mode": "flaky", "error_rate": 0.3})
-    async with http(service.url) as client:
+    async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
         for n in range(8):
             user = uuid.uuid4()
             token = user_token(user)

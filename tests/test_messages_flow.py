@@ -116,3 +116,43 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
         assert bad_limit.status_code == 400
         bad_cursor = await client.get("/api/whatsapp/conversations?before=zzz", headers=auth(token))
         assert bad_cursor.status_code == 400
+
+
+async def test_delete_keeps_messages_unless_purged_and_reconnect_works(
+    runner: ServiceRunner,
+) -> None:
+    service = await runner.start()
+    user = uuid.uuid4()
+    token = user_token(user)
+    name = f"user_{user}"
+    async with http(service.url) as client:
+        await _open_instance(service, client, token, name, "5511900000002")
+        async with http(service.simulator_url) as sim:
+            await sim.post(
+                f"/_sim/instances/{name}/inbound",
+                json={"from": "5511977770000", "text": "guarde isto"},
+            )
+
+        async def one_conversation() -> bool:
+            body = (await client.get("/api/whatsapp/conversations", headers=auth(token))).json()
+            return len(body["conversations"]) == 1
+
+        await eventually(one_conversation)
+        bad = await client.delete("/api/whatsapp/instance?purge=maybe", headers=auth(token))
+        assert bad.status_code == 400
+        deleted = await client.delete("/api/whatsapp/instance", headers=auth(token))
+        assert deleted.status_code == 204
+        assert (await client.get("/api/whatsapp/instance", headers=auth(token))).status_code == 404
+        assert await one_conversation(), "messages are kept after a plain delete"
+        async with http(service.simulator_url) as sim:
+            listed = (await sim.get("/_sim/instances")).json()
+        assert name not in str(listed), "deleted in Evolution too"
+
+        # The same user connects again: a fresh instance, a fresh actor.
+        await _open_instance(service, client, token, name, "5511900000003")
+        purged = await client.delete("/api/whatsapp/instance?purge=true", headers=auth(token))
+        assert purged.status_code == 204
+        body = (await client.get("/api/whatsapp/conversations", headers=auth(token))).json()
+        assert body == {"conversations": [], "next": None}
+        again = await client.delete("/api/whatsapp/instance", headers=auth(token))
+        assert again.status_code == 404

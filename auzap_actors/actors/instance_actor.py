@@ -165,8 +165,8 @@ class InstanceActor:
             case HealthTick():
                 await self.health.check()
                 return None
-            case DeleteInstance():
-                await self._delete()
+            case DeleteInstance(purge=purge):
+                await self._delete(purge)
                 return None
             case Barrier():
                 return None
@@ -325,13 +325,17 @@ class InstanceActor:
         if reported in events:
             await self.apply(events[reported])
 
-    async def _delete(self) -> None:
+    async def _delete(self, purge: bool) -> None:
         if self.created_in_evolution:
             try:
                 await self.deps.evolution.delete_instance(self.name)
             except EvolutionNotFound:
                 pass
-        await instances.delete_instance(self.deps.pool, self.name)
+        async with self.deps.pool.acquire() as conn:
+            async with conn.transaction():
+                await instances.delete_instance(conn, self.name)
+                if purge:
+                    await messages_store.purge(conn, self.name)
         self.handle.deleted = True
 
     # ---- messages ----------------------------------------------------------------------------

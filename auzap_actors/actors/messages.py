@@ -18,7 +18,10 @@ class Logout:
 
 @dataclass(frozen=True, slots=True)
 class DeleteInstance:
-    """Delete the instance in Evolution; the actor then stops. Replies None."""
+    """Delete the instance in Evolution and here; the actor then stops. Replies None.
+    Messages, conversations and contacts are kept unless `purge`."""
+
+    purge: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,12 +67,12 @@ class InstanceService:
         )
         return snapshot
 
-    async def delete(self, user: UserRef) -> bool:
+    async def delete(self, user: UserRef, *, purge: bool = False) -> bool:
         record = await instances.find_by_user(self.pool, user.user_id)
         if record is None:
             return False
         # The actor deletes the instance in Evolution and here, answers, then ends itself.
-        await self.supervisor.call(record.instance_name, DeleteInstance(), self.call_timeout_s)
+        await self.supervisor.call(record.instance_name, DeleteInstance(purge), self.call_timeout_s)
         return True
 
     async def send_text(self, user: UserRef, to: str, text: str) -> dict[str, Any]:

@@ -468,3 +468,9 @@ async def find_message(
         from_me,
     )
     return message_view(row) if row else None
+
+
+async def purge(conn: Any, instance: str) -> None:
+    """Forget an instance's people and messages (the user asked: DELETE ...?purge=true)."""
+    for table in ("messages", "conversations", "contacts", "jid_aliases", "message_patches"):
+        await conn.execute(f"DELETE FROM {table} WHERE instance_name = $1", instance)

@@ -60,9 +60,12 @@ async def logout() -> dict[str, Any]:
 @api.delete("/instance")
 async def delete_instance() -> Response:
     user = current_user()
-    if not await _svc().instances.delete(user):
+    purge = request.args.get("purge", "false").lower()
+    if purge not in ("true", "false"):
+        raise ApiError(400, "invalid_purge", "`purge` must be true or false.")
+    if not await _svc().instances.delete(user, purge=purge == "true"):
         raise ApiError(404, "not_found", "You have no WhatsApp instance.")
-    return Response(status=204)
+    return Response(b"", status=204)
 
 
 MAX_TEXT = 4096
