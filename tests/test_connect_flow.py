@@ -3,6 +3,8 @@ against real PostgreSQL and the Evolution simulator started as a separate server
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -232,3 +234,48 @@ async def test_restart_after_a_logout_while_down_does_not_reconnect(
         after = (await sim.get("/_sim/requests")).json()["by_instance"][name]
     route = "GET /instance/connect/{instance}"
     assert after.get(route, 0) == before.get(route, 0), "no reconnect after a logout"
+
+
+async def test_with_the_simulator_started_from_the_command_line(runner: ServiceRunner) -> None:
+    """Acceptance 3 literally: `auzap-actors evolution-sim` in its own process."""
+    command = [
+        sys.executable,
+        "-m",
+        "auzap_actors",
+        "evolution-sim",
+        "--port",
+        "0",
+        "--api-key",
+        SIM_API_KEY,
+    ]
+    sim_process = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert sim_process.stdout is not None
+        output = b""
+        with trio.fail_after(30):
+            while b"\n" not in output:
+                output += await sim_process.stdout.receive_some()
+        line = output.decode().splitlines()[0]
+        assert "listening on" in line, line
+        sim_url = line.rsplit(" ", 1)[1].strip()
+        service = await runner.start(EVOLUTION_API_URL=sim_url)
+        user = uuid.uuid4()
+        token = user_token(user)
+        ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+        async with open_websocket_url(ws_url) as ws, http(service.url) as client:
+            await next_frame(ws)
+            connect = await client.post("/api/whatsapp/connect", headers=auth(token))
+            assert connect.status_code == 200
+            qr = await wait_frame(ws, lambda f: f["type"] == "qrcode")
+            assert decode_png_data_url(qr["data"]["qrCode"]).startswith(PNG_SIGNATURE)
+            async with http(sim_url) as sim:
+                await sim.post(f"/_sim/instances/user_{user}/scan", json={"phone": "5511944440000"})
+            await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
+        await runner.stop()
+    finally:
+        sim_process.terminate()
+        await sim_process.wait()
+        if sim_process.stdout is not None:
+            await sim_process.stdout.aclose()

@@ -65,10 +65,16 @@ async def test_hundred_concurrent_deliveries_one_row_one_frame(runner: ServiceRu
                 (await client.post("/api/webhook/whatsapp", json=body, headers=SECRET)).status_code
             )
 
+        writer = service.services.inbox_writer
+        batches_before = writer.batches
         async with trio.open_nursery() as nursery:
             for _ in range(100):
                 nursery.start_soon(deliver)
         assert codes == [200] * 100
+        # Group commit: concurrent deliveries share INSERT statements.
+        batches = writer.batches - batches_before
+        print(f"100 concurrent deliveries stored in {batches} INSERT statements")
+        assert batches < 100
         await _settled(runner.database_url)
         frames: list[dict[str, Any]] = []
         await wait_frame(ws, lambda f: f["type"] == "message", seen=frames)

@@ -21,7 +21,7 @@ import trio
 from ..core.health import Decision, HealthPolicy, HealthState, Reconnected
 from ..core.health import on_event as on_health_event
 from ..core.health_sync import health_event_for
-from ..core.payloads import MESSAGE_EVENTS, Batch, parse_batch, parse_message
+from ..core.payloads import MESSAGE_EVENTS, parse_batch
 from ..core.state import (
     CallConnect,
     CallLogout,
@@ -44,7 +44,6 @@ from ..evolution.errors import EvolutionError, EvolutionForbidden, EvolutionNotF
 from ..evolution.types import ConnectResult, WebhookConfig
 from ..store import inbox, instances
 from ..store import messages as messages_store
-from ..store.messages import Applied, BatchWriter
 from .health_monitor import HealthMonitor
 from .hub import Hub
 from .mailbox import Letter, reply
@@ -61,6 +60,7 @@ from .messages import (
     Reconcile,
     SendText,
 )
+from .messaging import Messaging
 
 if TYPE_CHECKING:
     from .supervisor import ActorHandle
@@ -110,6 +110,7 @@ class InstanceActor:
         self.created_in_evolution = False
         self._inbox_cursor = 0
         self.health = HealthMonitor(self)
+        self.messaging = Messaging(self)
 
     @property
     def snapshot(self) -> InstanceSnapshot:
@@ -171,7 +172,7 @@ class InstanceActor:
             case Barrier():
                 return None
             case SendText(to=to, text=text):
-                return await self._send_text(to, text)
+                return await self.messaging.send_text(to, text)
             case Crash(reason=reason):
                 raise InjectedCrash(reason)
         raise TypeError(f"unknown message {message!r}")
@@ -338,46 +339,6 @@ class InstanceActor:
                     await messages_store.purge(conn, self.name)
         self.handle.deleted = True
 
-    # ---- messages ----------------------------------------------------------------------------
-
-    async def _apply_batch(self, batch: Batch, *, inbox_row: int | None) -> Applied:
-        """Store a batch (and mark its inbox row) in one transaction, then publish."""
-        async with self.deps.pool.acquire() as conn:
-            async with conn.transaction():
-                applied = await BatchWriter(conn, self.name).apply(batch)
-                if inbox_row is not None:
-                    await inbox.mark_done(conn, inbox_row, "applied")
-        self._publish_applied(applied)
-        return applied
-
-    def _publish_applied(self, applied: Applied) -> None:
-        hub, snap = self.deps.hub, self.snapshot
-        for message in applied.new_messages:
-            hub.publish_user(snap.user_id, "message", message)
-            hub.publish_org(snap.organization_id, "org.message", message)
-        for change in applied.status_changes:
-            hub.publish_user(snap.user_id, "message_status", change)
-        for presence in applied.presences:
-            hub.publish_user(snap.user_id, "presence", presence)
-
-    async def _send_text(self, to: str, text: str) -> dict[str, Any]:
-        if not self.snapshot.state.is_connected:
-            raise NotConnected(f"WhatsApp is {self.snapshot.state.status.value}, not connected.")
-        sent = await self.deps.evolution.send_text(self.name, to, text)
-        record, aliases = parse_message(sent)
-        if record is None:
-            raise WebhookError("invalid_data", "Evolution answered sendText without a message.")
-        applied = await self._apply_batch(
-            Batch(aliases=aliases, messages=(record,)), inbox_row=None
-        )
-        if applied.new_messages:
-            return applied.new_messages[0]
-        # Already stored (the send.message webhook won the race): answer with the stored row.
-        async with self.deps.pool.acquire() as conn:
-            view = await messages_store.find_message(conn, self.name, record.wa_id, True)
-        assert view is not None
-        return view
-
     # ---- the webhook inbox -----------------------------------------------------------------
 
     async def _drain_inbox(self) -> None:
@@ -399,7 +360,7 @@ class InstanceActor:
             if row.event in MESSAGE_EVENTS:
                 batch = parse_batch(row.event, data)
                 assert batch is not None
-                await self._apply_batch(batch, inbox_row=row.id)
+                await self.messaging.apply_batch(batch, inbox_row=row.id)
                 return
             event = state_event(row.event, data)
         except WebhookError as exc:

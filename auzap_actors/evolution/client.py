@@ -194,7 +194,10 @@ class EvolutionClient:
         probe = False
         try:
             async for attempt in stamina.retry_context(
-                on=lambda exc: should_retry(exc, idempotent=idempotent),
+                # The half-open probe is one request: if it fails the circuit reopens now,
+                # rather than after the probe's own retries.  (Late binding is the point:
+                # the predicate must see whether this attempt was the probe.)
+                on=lambda exc: not probe and should_retry(exc, idempotent=idempotent),  # noqa: B023
                 attempts=policy.attempts,
                 timeout=None,  # attempts bound the loop; each attempt has its own timeout
                 wait_initial=policy.initial_s,

@@ -11,19 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..core.payloads import (
-    STATUS_RANK,
-    Alias,
-    Batch,
-    ChatRecord,
-    ContactRecord,
-    Edit,
-    GroupRecord,
-    MessageRecord,
-    Receipt,
-    is_lid,
-    phone_of,
-)
+from ..core.payloads import STATUS_RANK, Batch, ContactRecord, Edit, MessageRecord, Receipt
+from .conversations import ConversationWriter, timestamp_or_now
 from .views import MESSAGE_COLUMNS, message_view
 
 
@@ -36,19 +25,11 @@ class Applied:
     presences: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _ts(seconds: int | None) -> datetime:
-    if not seconds:
-        return datetime.now(UTC)
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-class BatchWriter:
+class BatchWriter(ConversationWriter):
     """Applies one Batch for one instance on one connection (inside a transaction)."""
 
     def __init__(self, conn: Any, instance_name: str) -> None:
-        self.conn = conn
-        self.instance = instance_name
-        self._canonical: dict[str, str] = {}
+        super().__init__(conn, instance_name)
         self.applied = Applied()
 
     async def apply(self, batch: Batch) -> Applied:
@@ -67,17 +48,7 @@ class BatchWriter:
         for edit in batch.edits:
             await self.apply_edit(edit)
         for jid in batch.deleted_chats:
-            # A tombstone even for a chat we have not seen yet: its older messages arriving
-            # later must not bring it back (only a message newer than the deletion does).
-            deleted = await self.canonical(jid)
-            await self.conn.execute(
-                "INSERT INTO conversations (instance_name, remote_jid, is_group, deleted_at)"
-                " VALUES ($1, $2, $3, now()) ON CONFLICT (instance_name, remote_jid)"
-                " DO UPDATE SET deleted_at = now(), updated_at = now()",
-                self.instance,
-                deleted,
-                deleted.endswith("@g.us"),
-            )
+            await self.delete_chat(jid)
         for presence in batch.presences:
             self.applied.presences.append(
                 {
@@ -88,193 +59,6 @@ class BatchWriter:
                 }
             )
         return self.applied
-
-    # ---- people -------------------------------------------------------------------------
-
-    async def canonical(self, jid: str) -> str:
-        """A @lid becomes its phone jid once the pair is known."""
-        if not is_lid(jid):
-            return jid
-        if jid not in self._canonical:
-            phone = await self.conn.fetchval(
-                "SELECT phone_jid FROM jid_aliases WHERE instance_name = $1 AND lid = $2",
-                self.instance,
-                jid,
-            )
-            self._canonical[jid] = phone or jid
-        return self._canonical[jid]
-
-    async def learn_alias(self, alias: Alias) -> None:
-        """Record a @lid/phone pair; fold everything filed under the @lid into the phone jid."""
-        self._canonical[alias.lid] = alias.phone_jid
-        new = await self.conn.fetchval(
-            "INSERT INTO jid_aliases (instance_name, lid, phone_jid) VALUES ($1, $2, $3)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            self.instance,
-            alias.lid,
-            alias.phone_jid,
-        )
-        if new:
-            await self._merge(alias)
-
-    async def _merge(self, alias: Alias) -> None:
-        conn, instance, lid, phone = self.conn, self.instance, alias.lid, alias.phone_jid
-        lid_contact = await conn.fetchval(
-            "SELECT id FROM contacts WHERE instance_name = $1 AND jid = $2", instance, lid
-        )
-        phone_contact = await conn.fetchval(
-            "SELECT id FROM contacts WHERE instance_name = $1 AND jid = $2", instance, phone
-        )
-        if lid_contact and phone_contact:
-            await conn.execute(
-                "UPDATE conversations SET contact_id = $2 WHERE contact_id = $1",
-                lid_contact,
-                phone_contact,
-            )
-            await conn.execute(
-                "UPDATE contacts p SET push_name = coalesce(p.push_name, l.push_name),"
-                " profile_pic_url = coalesce(p.profile_pic_url, l.profile_pic_url)"
-                " FROM contacts l WHERE p.id = $2 AND l.id = $1",
-                lid_contact,
-                phone_contact,
-            )
-            await conn.execute("DELETE FROM contacts WHERE id = $1", lid_contact)
-        elif lid_contact:
-            await conn.execute(
-                "UPDATE contacts SET jid = $2, phone_number = $3, updated_at = now() WHERE id = $1",
-                lid_contact,
-                phone,
-                phone_of(phone),
-            )
-        await conn.execute(
-            "UPDATE contacts SET lid = $3 WHERE instance_name = $1 AND jid = $2"
-            " AND lid IS DISTINCT FROM $3",
-            instance,
-            phone,
-            lid,
-        )
-        lid_conv = await conn.fetchval(
-            "SELECT id FROM conversations WHERE instance_name = $1 AND remote_jid = $2",
-            instance,
-            lid,
-        )
-        phone_conv = await conn.fetchval(
-            "SELECT id FROM conversations WHERE instance_name = $1 AND remote_jid = $2",
-            instance,
-            phone,
-        )
-        if lid_conv and phone_conv:
-            await conn.execute(
-                "UPDATE messages SET conversation_id = $2, remote_jid = $3"
-                " WHERE conversation_id = $1",
-                lid_conv,
-                phone_conv,
-                phone,
-            )
-            await conn.execute(
-                "UPDATE conversations p SET last_message_at = greatest(p.last_message_at,"
-                " l.last_message_at), unread_count = p.unread_count + l.unread_count,"
-                " title = coalesce(p.title, l.title) FROM conversations l"
-                " WHERE p.id = $2 AND l.id = $1",
-                lid_conv,
-                phone_conv,
-            )
-            await conn.execute("DELETE FROM conversations WHERE id = $1", lid_conv)
-        elif lid_conv:
-            await conn.execute(
-                "UPDATE conversations SET remote_jid = $2 WHERE id = $1", lid_conv, phone
-            )
-            await conn.execute(
-                "UPDATE messages SET remote_jid = $2 WHERE conversation_id = $1", lid_conv, phone
-            )
-        await conn.execute(
-            "UPDATE messages SET sender_jid = $3 WHERE instance_name = $1 AND sender_jid = $2",
-            instance,
-            lid,
-            phone,
-        )
-
-    async def upsert_contact(self, contact: ContactRecord) -> int:
-        jid = await self.canonical(contact.jid)
-        # A phone contact carries its @lid when the pair is known (learned before or now).
-        contact_id: int = await self.conn.fetchval(
-            "INSERT INTO contacts (instance_name, jid, lid, phone_number, push_name,"
-            " profile_pic_url) VALUES ($1, $2, coalesce($3, (SELECT lid FROM jid_aliases"
-            " WHERE instance_name = $1 AND phone_jid = $2 LIMIT 1)), $4, $5, $6)"
-            " ON CONFLICT (instance_name, jid) DO UPDATE SET"
-            " lid = coalesce(contacts.lid, EXCLUDED.lid),"
-            " push_name = coalesce(EXCLUDED.push_name, contacts.push_name),"
-            " profile_pic_url = coalesce(EXCLUDED.profile_pic_url, contacts.profile_pic_url),"
-            " updated_at = now() RETURNING id",
-            self.instance,
-            jid,
-            jid if is_lid(jid) else None,
-            phone_of(jid),
-            contact.push_name,
-            contact.profile_pic_url,
-        )
-        return contact_id
-
-    # ---- conversations ------------------------------------------------------------------
-
-    async def conversation(
-        self,
-        jid: str,
-        *,
-        is_group: bool,
-        title: str | None = None,
-        title_at: datetime | None = None,
-        contact_id: int | None = None,
-    ) -> Any:
-        # Chat names only fill an empty title; group subjects replace it when newer, so the
-        # final title does not depend on the order events arrive in.
-        conversation_id = await self.conn.fetchval(
-            "INSERT INTO conversations (instance_name, remote_jid, is_group, title, title_at,"
-            " contact_id) VALUES ($1, $2, $3, $4, $5, $6)"
-            " ON CONFLICT (instance_name, remote_jid) DO UPDATE SET"
-            " title = CASE WHEN EXCLUDED.title_at IS NOT NULL AND (conversations.title_at IS NULL"
-            " OR conversations.title_at < EXCLUDED.title_at) THEN EXCLUDED.title"
-            " ELSE coalesce(conversations.title, EXCLUDED.title) END,"
-            " title_at = greatest(conversations.title_at, EXCLUDED.title_at),"
-            " contact_id = coalesce(conversations.contact_id, EXCLUDED.contact_id),"
-            " updated_at = now() RETURNING id",
-            self.instance,
-            jid,
-            is_group,
-            title,
-            title_at,
-            contact_id,
-        )
-        return conversation_id
-
-    async def upsert_chat(self, chat: ChatRecord) -> None:
-        jid = await self.canonical(chat.jid)
-        is_group = jid.endswith("@g.us")
-        contact_id = None if is_group else await self.upsert_contact(ContactRecord(jid))
-        conversation_id = await self.conversation(
-            jid, is_group=is_group, title=chat.name, contact_id=contact_id
-        )
-        if chat.unread is not None:
-            await self.conn.execute(
-                "UPDATE conversations SET unread_count = $2 WHERE id = $1",
-                conversation_id,
-                max(0, chat.unread),
-            )
-
-    async def upsert_group(self, group: GroupRecord) -> None:
-        conversation_id = await self.conversation(
-            group.jid,
-            is_group=True,
-            title=group.subject,
-            title_at=_ts(group.subject_time) if group.subject and group.subject_time else None,
-        )
-        if group.participants is not None:
-            await self.conn.execute(
-                "UPDATE conversations SET metadata = metadata || jsonb_build_object("
-                "'participants', $2::jsonb) WHERE id = $1",
-                conversation_id,
-                list(group.participants),
-            )
 
     # ---- messages -----------------------------------------------------------------------
 
@@ -318,7 +102,7 @@ class BatchWriter:
             record.status,
             STATUS_RANK[record.status],
             record.quoted_wa_id,
-            _ts(record.timestamp),
+            timestamp_or_now(record.timestamp),
             record.raw,
         )
         if row is None:
@@ -331,7 +115,7 @@ class BatchWriter:
             " deleted_at = CASE WHEN deleted_at < $2 THEN NULL ELSE deleted_at END"
             " WHERE id = $1",
             conversation_id,
-            _ts(record.timestamp),
+            timestamp_or_now(record.timestamp),
             1 if live and not record.from_me else 0,
         )
         if live:
