@@ -1,0 +1,85 @@
+"""The demo page in real headless Chromium (Debian's package, driven by Playwright): demo
+login, Connect WhatsApp, the QR appears, Simulate phone scan, the page says Connected.
+
+Playwright's sync API runs its own asyncio loop, which cannot share a process with the
+service's trio-asyncio loop: this file doubles as the browser script, run in a child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import trio
+
+if __package__:
+    from .conftest import ServiceRunner
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _drive(url: str, screenshots: Path) -> dict[str, str]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.click("#login")
+            page.click("#connect")
+            page.wait_for_selector("#qr:not([hidden])", timeout=10_000)
+            qr_src = page.get_attribute("#qr", "src") or ""
+            waiting = page.inner_text("#status")
+            page.screenshot(path=str(screenshots / "qr.png"))
+            page.click("#scan")
+            page.wait_for_selector("#status[data-status='open']", timeout=10_000)
+            page.wait_for_selector("#notes li", timeout=10_000)
+            page.screenshot(path=str(screenshots / "connected.png"))
+            return {
+                "qr": qr_src[:22],
+                "waiting": waiting,
+                "status": page.inner_text("#status"),
+                "phone": page.inner_text("#phone"),
+                "note": page.inner_text("#notes li"),
+                "qr_hidden": str(page.is_hidden("#qr")),
+            }
+        finally:
+            browser.close()
+
+
+async def test_demo_page_connects_in_a_real_browser(runner: ServiceRunner, tmp_path: Path) -> None:
+    service = await runner.start()
+    shots = Path(os.environ.get("AUZAP_SCREENSHOTS", tmp_path))
+    with trio.fail_after(120):
+        done = await trio.run_process(
+            [sys.executable, __file__, service.url + "/", str(shots)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    seen = json.loads(done.stdout)
+    assert seen["qr"] == "data:image/png;base64,"
+    assert seen["waiting"] == "Scan the QR code"
+    assert seen["status"] == "Connected" and seen["phone"] == "(+5511987654321)"
+    assert seen["note"].startswith("WhatsApp connected")
+    assert seen["qr_hidden"] == "True"
+    assert (shots / "connected.png").stat().st_size > 1000
+
+
+if __name__ == "__main__":
+    print(json.dumps(_drive(sys.argv[1], Path(sys.argv[2]))))
