@@ -21,6 +21,7 @@ from .services import Services
 sockets = Blueprint("sockets", __name__)
 
 CLOSE_TRY_AGAIN = 1013
+CLOSE_GOING_AWAY = 1001
 MAX_CLIENT_FRAME = 4096
 PONG = json.dumps({"type": "pong"})
 
@@ -70,7 +71,10 @@ async def browser_socket() -> Response | None:
             nursery.start_soon(read_client)
             async for text in sub.receive:
                 await websocket.send(text)
-            # The hub cut us off (we fell behind): ask the browser to reconnect.
+            # The hub cut us off: we fell behind, or the service is shutting down.
             nursery.cancel_scope.cancel()
-        await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
+        if sub.overflowed:
+            await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
+        else:
+            await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
     return None
