@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from .conftest import ADMIN_TOKEN, JWT_SECRET, ServiceRunner
 from .helpers import auth, http, next_frame, no_frame, user_token, wait_frame
@@ -119,3 +119,17 @@ async def test_a_socket_gets_only_its_own_users_and_orgs_frames(runner: ServiceR
         # Bob cannot read Alice's instance through the API either.
         mine = await client.get("/api/whatsapp/instance", headers=auth(tokens["bob"]))
         assert mine.status_code == 404
+
+
+async def test_socket_ends_when_its_token_expires(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    token = jwt.encode(
+        {"sub": str(uuid.uuid4()), "exp": int(time.time()) + 2}, JWT_SECRET, algorithm="HS256"
+    )
+    url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    async with open_websocket_url(url) as ws:
+        assert (await next_frame(ws))["type"] == "snapshot"
+        with trio.fail_after(5):
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+    assert closed.value.reason.code == 4401

@@ -25,6 +25,7 @@ from .supervisor import Supervisor
 class UserRef:
     user_id: uuid.UUID
     organization_id: uuid.UUID | None
+    expires_at: float | None = None  # epoch seconds of the token that named this user
 
 
 class InstanceService:

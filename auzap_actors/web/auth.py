@@ -55,7 +55,12 @@ def decode_user_token(token: str | None, secret: str) -> UserRef:
     org = claims.get("organization_id")
     if org is None and isinstance(claims.get("app_metadata"), dict):
         org = claims["app_metadata"].get("organization_id")
-    return UserRef(user_id, _uuid_claim(org, "organization_id") if org else None)
+    exp = claims.get("exp")
+    return UserRef(
+        user_id,
+        _uuid_claim(org, "organization_id") if org else None,
+        float(exp) if isinstance(exp, int | float) else None,
+    )
 
 
 def mint_user_token(

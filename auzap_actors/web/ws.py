@@ -8,6 +8,7 @@ is possible and harmless.  One task writes to the socket, one reads pings.
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import urlsplit
 
 import trio
@@ -22,6 +23,7 @@ sockets = Blueprint("sockets", __name__)
 
 CLOSE_TRY_AGAIN = 1013
 CLOSE_GOING_AWAY = 1001
+CLOSE_TOKEN_EXPIRED = 4401  # CONTRACT §4's code for a refused token, also used at expiry
 MAX_CLIENT_FRAME = 4096
 PONG = json.dumps({"type": "pong"})
 
@@ -67,13 +69,21 @@ async def browser_socket() -> Response | None:
                     if isinstance(message, dict) and message.get("type") == "ping":
                         sub.offer(PONG)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read_client)
-            async for text in sub.receive:
-                await websocket.send(text)
-            # The hub cut us off: we fell behind, or the service is shutting down.
-            nursery.cancel_scope.cancel()
-        if sub.overflowed:
+        # The token is checked once, at the upgrade; the socket ends when the token does, and
+        # the browser comes back with a fresh one.
+        expires = float("inf")
+        if user.expires_at is not None:
+            expires = trio.current_time() + max(0.0, user.expires_at - time.time())
+        with trio.move_on_at(expires) as expiry:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read_client)
+                async for text in sub.receive:
+                    await websocket.send(text)
+                # The hub cut us off: we fell behind, or the service is shutting down.
+                nursery.cancel_scope.cancel()
+        if expiry.cancelled_caught:
+            await websocket.close(CLOSE_TOKEN_EXPIRED, "token expired")
+        elif sub.overflowed:
             await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
         else:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
