@@ -24,7 +24,8 @@ JWT_SECRET = "test-jwt-secret-" + "0123456789abcdef" * 4
 WEBHOOK_SECRET = "test-webhook-secret-0123456789ab"
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 SIM_API_KEY = "test-evolution-api-key"
-TEMPLATE_DB = "auzap_template"
+# One template per test session: two sessions may share the embedded server.
+TEMPLATE_DB = f"auzap_template_{os.getpid()}"
 
 
 def _with_database(dsn: str, name: str) -> str:
@@ -48,6 +49,7 @@ def pg_dsn() -> Iterator[str]:
         trio_asyncio.run(_build_template, dsn)
         yield dsn
     finally:
+        trio_asyncio.run(_drop_template, dsn)
         server.stop()
 
 
@@ -63,6 +65,14 @@ async def _build_template(dsn: str) -> None:
         await trio_asyncio.aio_as_trio(admin.close)()
     async with open_pool(_with_database(dsn, TEMPLATE_DB), min_size=1, max_size=1) as pool:
         await migrate(pool)
+
+
+async def _drop_template(dsn: str) -> None:
+    admin = await trio_asyncio.aio_as_trio(asyncpg.connect)(dsn)
+    try:
+        await trio_asyncio.aio_as_trio(admin.execute)(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+    finally:
+        await trio_asyncio.aio_as_trio(admin.close)()
 
 
 @pytest.fixture
