@@ -23,6 +23,8 @@ from auzap_actors.core.webhook import (
     state_event,
 )
 
+from . import strategies
+
 
 def test_instance_names_round_trip() -> None:
     user = uuid.uuid4()
@@ -126,13 +128,7 @@ def test_state_events_from_payloads() -> None:
         state_event("connection.update", {"state": "sideways"})
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
+json_values = strategies.json_values(max_leaves=20)
 
 
 @given(

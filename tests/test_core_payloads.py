@@ -18,15 +18,10 @@ from auzap_actors.core.payloads import (
 )
 from auzap_actors.core.webhook import WebhookError
 
+from . import strategies
 from .payloads import text_message
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
-    ),
-    max_leaves=25,
-)
+json_values = strategies.json_values(max_leaves=25)
 keys = st.sampled_from(
     [
         "key",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -72,17 +74,27 @@ async def _requests(service: Running) -> dict[str, Any]:
         return body
 
 
-async def test_drop_alert_at_two_reconnect_at_three_then_reconnected(
-    runner: ServiceRunner, clock: MockClock
-) -> None:
+@asynccontextmanager
+async def _connected_user(
+    runner: ServiceRunner, phone: str
+) -> AsyncIterator[tuple[Running, Any, WebSocketConnection, str, str]]:
+    """A started service and one user whose instance is open, with their socket past the
+    snapshot and the "WhatsApp connected" notification."""
     service = await runner.start()
     user = uuid.uuid4()
     token = user_token(user)
     ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
     async with http(service.url) as client, open_websocket_url(ws_url) as ws:
         await next_frame(ws)
-        name = await _open(service, client, user, "5511977776666")
-        await _notification(ws, 5)  # "WhatsApp connected"
+        name = await _open(service, client, user, phone)
+        await _notification(ws, 5)
+        yield service, client, ws, token, name
+
+
+async def test_drop_alert_at_two_reconnect_at_three_then_reconnected(
+    runner: ServiceRunner, clock: MockClock
+) -> None:
+    async with _connected_user(runner, "5511977776666") as (service, client, ws, token, name):
         await trio.sleep(700)  # stable for a while: uptime grows
         view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
         assert view["health"]["status"] == "healthy" and view["health"]["uptime_seconds"] > 600
@@ -124,14 +136,7 @@ async def test_drop_alert_at_two_reconnect_at_three_then_reconnected(
 async def test_logout_is_final_no_reconnect_attempts(
     runner: ServiceRunner, clock: MockClock
 ) -> None:
-    service = await runner.start()
-    user = uuid.uuid4()
-    token = user_token(user)
-    ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
-    async with http(service.url) as client, open_websocket_url(ws_url) as ws:
-        await next_frame(ws)
-        name = await _open(service, client, user, "5511966665555")
-        await _notification(ws, 5)
+    async with _connected_user(runner, "5511966665555") as (service, client, ws, token, name):
         before = (await _requests(service))["by_instance"][name]
         async with http(service.simulator_url or "") as sim:
             await sim.post(f"/_sim/instances/{name}/disconnect", json={"code": 401})

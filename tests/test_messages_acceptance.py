@@ -14,6 +14,7 @@ from trio_websocket import open_websocket_url
 
 from auzap_actors.store.db import open_pool
 
+from . import strategies
 from .conftest import WEBHOOK_SECRET, ServiceRunner
 from .helpers import auth, eventually, http, next_frame, user_token, wait_frame
 from .payloads import envelope, text_message
@@ -236,14 +237,7 @@ async def test_pagination_through_a_thousand_messages_and_isolation(
         ).status_code == 404
 
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+json_values = strategies.json_values(max_leaves=12)
 events = st.sampled_from(
     [
         "messages.upsert",
