@@ -65,6 +65,14 @@ def _quoted_id(data: dict[str, Any], message: dict[str, Any]) -> str | None:
     return None
 
 
+def _key_id(key: dict[str, Any], missing: str) -> str:
+    """The WhatsApp message id of a Baileys key; `missing` is the error sentence."""
+    wa_id = as_text(key.get("id"), 200)
+    if wa_id is None:
+        raise WebhookError("invalid_data", missing)
+    return wa_id
+
+
 def parse_message(data: Any) -> tuple[MessageRecord | None, tuple[Alias, ...]]:
     """One `messages.upsert` / `send.message` / `messages.set` item.
 
@@ -72,9 +80,7 @@ def parse_message(data: Any) -> tuple[MessageRecord | None, tuple[Alias, ...]]:
     """
     data = as_object(data, "message data")
     key = as_object(data.get("key"), "message `key`")
-    wa_id = as_text(key.get("id"), 200)
-    if wa_id is None:
-        raise WebhookError("invalid_data", "The message key has no `id`.")
+    wa_id = _key_id(key, "The message key has no `id`.")
     raw_chat = key.get("remoteJid")
     if isinstance(raw_chat, str) and raw_chat.endswith(IGNORED_SUFFIXES):
         return None, ()
@@ -154,9 +160,7 @@ def parse_deletes(data: Any) -> Batch:
     for item in as_objects(data, "messages.delete data"):
         key = item.get("key") if isinstance(item.get("key"), dict) else item
         assert isinstance(key, dict)
-        wa_id = as_text(key.get("id"), 200)
-        if wa_id is None:
-            raise WebhookError("invalid_data", "A delete has no message `id`.")
+        wa_id = _key_id(key, "A delete has no message `id`.")
         receipts.append(Receipt(wa_id, as_flag(key.get("fromMe")), "deleted"))
     return Batch(receipts=tuple(receipts))
 
@@ -164,9 +168,7 @@ def parse_deletes(data: Any) -> Batch:
 def parse_edit(data: Any) -> Batch:
     data = as_object(data, "messages.edited data")
     key = as_object(data.get("key"), "the edited message `key`")
-    wa_id = as_text(key.get("id"), 200)
-    if wa_id is None:
-        raise WebhookError("invalid_data", "The edited message key has no `id`.")
+    wa_id = _key_id(key, "The edited message key has no `id`.")
     edited = data.get("editedMessage")
     text = _message_text(edited) if isinstance(edited, dict) else None
     if text is None and isinstance(edited, dict) and isinstance(edited.get("message"), dict):
