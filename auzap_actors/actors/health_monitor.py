@@ -34,15 +34,14 @@ from ..core.health import (
 )
 from ..core.health import LoggedOut as HealthLoggedOut
 from ..core.health import Reconnect as ReconnectDecision
+from ..core.health_sync import state_event_for
 from ..core.state import (
     AttentionRequired,
     ConnectionClosed,
     Notify,
     QrUpdated,
     ReconnectRequested,
-    ReportedConnecting,
     ReportedOpen,
-    Status,
 )
 from ..evolution.errors import EvolutionError, EvolutionNotFound, EvolutionUnavailable
 from ..store import instances
@@ -154,21 +153,17 @@ class HealthMonitor:
         old = actor.snapshot
         now = actor.deps.now()
         health, decisions = on_event(old.health, event, now, self.policy, random.random())
+        state_event = state_event_for(event, old.state.status, health)
+        if state_event is not None:
+            # State and health change together, in one snapshot and one write.
+            await actor.apply(state_event, health_update=(health, decisions))
+            return
         new = replace(
             old, health=health, updated_at=now if health != old.health else old.updated_at
         )
         actor.handle.snapshot = new
         if _health_changed(old.health, health):
             await instances.save_snapshot(actor.deps.pool, new)
-        if isinstance(event, CheckOpen) and old.state.status is not Status.OPEN:
-            await actor.apply(ReportedOpen(), announce_connected=not _reconnected(decisions))
-        elif (
-            isinstance(event, CheckNotOpen)
-            and health.expect_open
-            and old.state.status is Status.OPEN
-        ):
-            # A silent drop: shown as connecting; the policy decides when to tell the user.
-            await actor.apply(ReportedConnecting())
         for decision in decisions:
             await self.decide(decision)
 
@@ -253,7 +248,3 @@ class HealthMonitor:
             )
         else:
             await self.handle(ReconnectAnswered(opened=False))
-
-
-def _reconnected(decisions: tuple[Decision, ...]) -> bool:
-    return any(isinstance(d, Reconnected) for d in decisions)

@@ -180,17 +180,26 @@ class InstanceActor:
     # ---- applying events -------------------------------------------------------------------
 
     async def apply(
-        self, event: Event, *, inbox_row: int | None = None, announce_connected: bool = True
+        self,
+        event: Event,
+        *,
+        inbox_row: int | None = None,
+        health_update: tuple[HealthState, tuple[Decision, ...]] | None = None,
     ) -> None:
         """Run one event through the state machine (and what it tells the health policy),
-        persist, publish, then execute the effects and the policy's decisions."""
+        persist, publish, then execute the effects and the policy's decisions.
+
+        ``health_update`` is the policy's verdict when the health monitor caused the event: it
+        replaces what the transition would tell the policy, so that state and health change in
+        one snapshot (no reader ever sees "open" next to a failed check)."""
         old = self.snapshot
         now = self.deps.now()
         state, effects = transition(old.state, event, now)
         health: HealthState = old.health
         decisions: tuple[Decision, ...] = ()
-        health_event = health_event_for(old.state, state, event)
-        if health_event is not None:
+        if health_update is not None:
+            health, decisions = health_update
+        elif (health_event := health_event_for(old.state, state, event)) is not None:
             health, decisions = on_health_event(
                 old.health, health_event, now, self.deps.health_policy, random.random()
             )
@@ -199,7 +208,7 @@ class InstanceActor:
             new = replace(old, state=state, health=health, updated_at=now)
         await self._persist(new, changed=new is not old, inbox_row=inbox_row)
         self._publish(old, new)
-        if not announce_connected or any(isinstance(d, Reconnected) for d in decisions):
+        if any(isinstance(d, Reconnected) for d in decisions):
             # "Reconnected" replaces "connected" after an automatic reconnect.
             effects = tuple(
                 e for e in effects if not (isinstance(e, Notify) and e.kind == "connected")
