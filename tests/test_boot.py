@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from auzap_actors.actors.messages import Barrier
 from auzap_actors.evolution.simulator import SimulatorConfig, serve_simulator
 from auzap_actors.evolution.simulator.model import Instance, save_state
 from auzap_actors.store.db import open_pool
@@ -82,9 +83,20 @@ async def test_boot_resumes_500_instances_with_bounded_connects(
                 h.snapshot is not None and h.snapshot.state.status.value == "open" for h in handles
             )
 
-        await eventually(all_open, timeout=120, interval=0.2)
+        route = "GET /instance/connect/{instance}"
+
+        async def resumed() -> bool:
+            # Each actor loads "open" from its row before its first look: wait for the connects.
+            connects = (await sim.get("/_sim/requests")).json()["by_route"].get(route, 0)
+            return bool(connects >= COUNT and all_open())
+
+        await eventually(resumed, timeout=120, interval=0.2)
+        # A barrier returns once the actor's boot (first look, resume) is over.
+        async with trio.open_nursery() as nursery:
+            for name in names:
+                nursery.start_soon(supervisor.call, name, Barrier(), 30)
+        await eventually(all_open, timeout=60, interval=0.2)
         counts = (await sim.get("/_sim/requests")).json()
-    route = "GET /instance/connect/{instance}"
     print("peak in flight:", counts["peak_in_flight"])
     assert counts["by_route"][route] == COUNT, "each dropped instance resumed exactly once"
     assert 1 <= counts["peak_in_flight"][route] <= LIMIT, counts["peak_in_flight"]
