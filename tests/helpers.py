@@ -79,5 +79,5 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
             await trio.sleep(interval)
 
 
-def http(base_url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, timeout=10)
+def http(base_url: str, timeout: float = 10) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, timeout=timeout)
