@@ -8,8 +8,15 @@ from typing import Any
 
 from trio_websocket import open_websocket_url
 
-from .conftest import ServiceRunner
+from auzap_actors.actors.messages import Barrier
+from auzap_actors.store import inbox
+from auzap_actors.store.db import open_pool
+
+from .conftest import WEBHOOK_SECRET, ServiceRunner
 from .helpers import auth, eventually, http, next_frame, user_token, wait_frame
+from .payloads import envelope, text_message
+
+SECRET_HEADER = {"X-Auzap-Webhook-Secret": WEBHOOK_SECRET}
 
 
 async def _open_instance(service: Any, client: Any, token: str, name: str, phone: str) -> None:
@@ -156,3 +163,60 @@ async def test_delete_keeps_messages_unless_purged_and_reconnect_works(
         assert body == {"conversations": [], "next": None}
         again = await client.delete("/api/whatsapp/instance", headers=auth(token))
         assert again.status_code == 404
+
+
+async def test_a_delete_applies_what_was_accepted_and_a_connect_right_after_works(
+    runner: ServiceRunner,
+) -> None:
+    """A message accepted just before a delete is kept; connecting again at once (while the
+    old actor may still be ending) gets a new instance, and nothing is left unapplied."""
+    service = await runner.start()
+    user = uuid.uuid4()
+    token = user_token(user)
+    name = f"user_{user}"
+    rounds = 3
+    async with http(service.url) as client:
+        await _open_instance(service, client, token, name, "5511900000004")
+        for n in range(rounds):
+            message = text_message(
+                f"3EB0DE1E7E{n:010d}", "5511977770001@s.whatsapp.net", f"antes do delete {n}"
+            )
+            accepted = await client.post(
+                "/api/webhook/whatsapp",
+                json=envelope("messages.upsert", name, message),
+                headers=SECRET_HEADER,
+            )
+            assert accepted.json() == {"accepted": True, "duplicate": False}
+            deleted = await client.delete("/api/whatsapp/instance", headers=auth(token))
+            assert deleted.status_code == 204
+            await _open_instance(service, client, token, name, f"551190000001{n}")
+        await service.services.supervisor.call(name, Barrier(), 5)
+    async with open_pool(runner.database_url, min_size=1, max_size=1) as pool:
+        texts = await pool.fetch(
+            "SELECT text FROM messages WHERE instance_name = $1 ORDER BY seq", name
+        )
+        assert [r["text"] for r in texts] == [f"antes do delete {n}" for n in range(rounds)]
+        unapplied = await pool.fetchval(
+            "SELECT count(*) FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
+            name,
+        )
+        assert unapplied == 0
+
+
+async def test_retire_marks_a_deleted_instance_s_events_and_keeps_them(database_url: str) -> None:
+    async with open_pool(database_url, min_size=1, max_size=1) as pool:
+        for n, name in enumerate(("user_gone", "user_gone", "user_other")):
+            await pool.execute(
+                "INSERT INTO webhook_inbox (dedup_key, instance_name, event, payload)"
+                " VALUES ($1, $2, 'connection.update', '{}'::jsonb)",
+                f"key-{n}",
+                name,
+            )
+        assert await inbox.retire(pool, "user_gone") == 2
+        assert await inbox.fetch_pending(pool, "user_gone", 0) == []
+        assert len(await inbox.fetch_pending(pool, "user_other", 0)) == 1
+        outcomes = await pool.fetch(
+            "SELECT outcome, applied_at IS NOT NULL AS closed FROM webhook_inbox"
+            " WHERE instance_name = 'user_gone'"
+        )
+        assert [dict(r.items()) for r in outcomes] == [{"outcome": "deleted", "closed": True}] * 2

@@ -129,9 +129,11 @@ class InstanceActor:
             await self.health.boot()
             await self._drain_inbox()
             mailbox = self.handle.mailbox
-            while not self.handle.deleted:  # a deleted instance's actor ends; a new row, new actor
+            while True:
                 letter = await mailbox.receive.receive()
                 await self._deliver(letter)
+                if self.handle.deleted:
+                    break  # a deleted instance's actor ends; a new row gets a new actor
                 if self.handle.drain_requested:
                     await self._drain_inbox()
             timers.cancel_scope.cancel()
@@ -336,6 +338,9 @@ class InstanceActor:
             await self.apply(events[reported])
 
     async def _delete(self, purge: bool) -> None:
+        # Events accepted before the delete are this instance's: applied first, so a plain
+        # delete keeps every message that arrived.
+        await self._drain_inbox()
         if self.created_in_evolution:
             try:
                 await self.deps.evolution.delete_instance(self.name)
@@ -344,6 +349,7 @@ class InstanceActor:
         async with self.deps.pool.acquire() as conn:
             async with conn.transaction():
                 await instances.delete_instance(conn, self.name)
+                await inbox.retire(conn, self.name)
                 if purge:
                     await messages_store.purge(conn, self.name)
         self.handle.deleted = True

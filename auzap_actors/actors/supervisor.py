@@ -152,6 +152,10 @@ class Supervisor:
         if self._nursery is None:
             raise NotReady("the supervisor is not running")
         handle = self._handles.get(name)
+        if handle is not None and handle.deleted:
+            # The instance was deleted, and its actor may still be ending: a row created since
+            # is a new instance, with a new actor and a mailbox of its own.
+            handle = None
         if handle is not None and handle.stopped.is_set():
             if (handle.stop_requested or handle.status == "crashed") and not revive:
                 handle.check_available()

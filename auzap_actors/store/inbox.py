@@ -279,3 +279,14 @@ async def mark_orphans(db: Any, instance_name: str) -> int:
         instance_name,
     )
     return int(status.split()[-1])
+
+
+async def retire(db: Any, instance_name: str) -> int:
+    """The instance was deleted: its unapplied events stay in the table, marked 'deleted', and
+    are never applied to an instance created later under the same name."""
+    status: str = await db.execute(
+        "UPDATE webhook_inbox SET applied_at = now(), outcome = 'deleted'"
+        " WHERE instance_name = $1 AND applied_at IS NULL",
+        instance_name,
+    )
+    return int(status.split()[-1])
