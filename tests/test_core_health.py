@@ -36,6 +36,8 @@ from auzap_actors.core.health import (
     reconnect_delay,
     uptime,
 )
+from auzap_actors.core.health_sync import state_event_for
+from auzap_actors.core.state import ReportedConnecting, ReportedOpen, Status
 
 DEFAULT = HealthPolicy()
 DROP = CheckNotOpen("connecting", None)
@@ -625,3 +627,19 @@ def test_an_outage_never_pushes_an_instance_to_needs_attention(
     assert state.alerted == before.alerted
     assert not state.gave_up
     assert state.reconnect_attempts == before.reconnect_attempts
+
+
+def test_a_check_moves_the_state_machine_only_when_the_status_changes() -> None:
+    expecting = HealthState(status="unhealthy", expect_open=True)
+    not_expecting = HealthState(status="disconnected", expect_open=False)
+    assert state_event_for(CheckOpen(), Status.CONNECTING, HealthState()) == ReportedOpen()
+    assert state_event_for(CheckOpen(), Status.NEEDS_ATTENTION, HealthState()) == ReportedOpen()
+    assert state_event_for(CheckOpen(), Status.OPEN, HealthState()) is None
+    # An open instance that silently dropped is shown as connecting...
+    assert state_event_for(CheckNotOpen("close", 428), Status.OPEN, expecting) == (
+        ReportedConnecting()
+    )
+    # ...but not when it is no longer expected open (a logout), nor when it was not open.
+    assert state_event_for(CheckNotOpen("close", 401), Status.OPEN, not_expecting) is None
+    assert state_event_for(CheckNotOpen("close", 428), Status.CONNECTING, expecting) is None
+    assert state_event_for(EvolutionUnreachable("down"), Status.OPEN, expecting) is None
