@@ -220,3 +220,44 @@ async def test_retire_marks_a_deleted_instance_s_events_and_keeps_them(database_
             " WHERE instance_name = 'user_gone'"
         )
         assert [dict(r.items()) for r in outcomes] == [{"outcome": "deleted", "closed": True}] * 2
+
+
+async def test_late_events_of_a_deleted_instance_never_reach_its_successor(
+    runner: ServiceRunner,
+) -> None:
+    """Evolution's logout after a delete is asynchronous: its close/401 may arrive after the
+    delete, even after the user has connected again.  It must not log the new instance out."""
+    service = await runner.start()
+    user = uuid.uuid4()
+    token = user_token(user)
+    name = f"user_{user}"
+    ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    async with http(service.url) as client:
+        await _open_instance(service, client, token, name, "5511900000005")
+        assert (
+            await client.delete("/api/whatsapp/instance", headers=auth(token))
+        ).status_code == 204
+        late = {"instance": name, "state": "close", "statusReason": 401}
+        accepted = await client.post(
+            "/api/webhook/whatsapp",
+            json=envelope("connection.update", name, late),
+            headers=SECRET_HEADER,
+        )
+        assert accepted.json() == {"accepted": True, "duplicate": False}
+        async with open_websocket_url(ws_url) as ws:
+            assert (await next_frame(ws))["type"] == "snapshot"
+            connected = await client.post("/api/whatsapp/connect", headers=auth(token))
+            assert connected.status_code == 200, connected.text
+            seen: list[dict[str, Any]] = []
+            await wait_frame(ws, lambda f: f["type"] == "qrcode", seen=seen)
+            assert not [f for f in seen if f["type"] == "notification"], seen
+            view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+            assert view["status"] == "waiting_qr" and view["health"]["issues"] == []
+    async with open_pool(runner.database_url, min_size=1, max_size=1) as pool:
+        outcome = await pool.fetchval(
+            "SELECT outcome FROM webhook_inbox WHERE instance_name = $1"
+            " AND event = 'connection.update' AND payload->'data'->>'statusReason' = '401'"
+            " ORDER BY id DESC LIMIT 1",
+            name,
+        )
+    assert outcome == "deleted"

@@ -272,7 +272,8 @@ async def pending_instance_names(db: Any) -> list[str]:
 
 
 async def mark_orphans(db: Any, instance_name: str) -> int:
-    """Events for an instance we do not know: kept, flagged, applied if it ever appears."""
+    """Events for an instance we do not know: kept and flagged.  Applied if its row appears
+    by other means than a connect (a restore); a row created by a connect retires them."""
     status: str = await db.execute(
         "UPDATE webhook_inbox SET outcome = 'orphan' WHERE instance_name = $1"
         " AND applied_at IS NULL AND outcome IS NULL",
@@ -282,8 +283,8 @@ async def mark_orphans(db: Any, instance_name: str) -> int:
 
 
 async def retire(db: Any, instance_name: str) -> int:
-    """The instance was deleted: its unapplied events stay in the table, marked 'deleted', and
-    are never applied to an instance created later under the same name."""
+    """Events of an instance that no longer exists (deleted, or replaced by a new row under its
+    name) stay in the table, marked 'deleted', and are never applied."""
     status: str = await db.execute(
         "UPDATE webhook_inbox SET applied_at = now(), outcome = 'deleted'"
         " WHERE instance_name = $1 AND applied_at IS NULL",

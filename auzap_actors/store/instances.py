@@ -11,6 +11,7 @@ from typing import Any
 from ..core.health import HealthState
 from ..core.state import InstanceState, Status
 from ..core.views import InstanceSnapshot
+from . import inbox
 
 _HEALTH_FIELDS = {f.name for f in fields(HealthState)}
 
@@ -140,6 +141,10 @@ async def ensure_instance(
                 user_id,
                 organization_id,
             )
+            if row is not None:
+                # Events already waiting under a new row's name were sent for an earlier
+                # instance of that name (deleted, its logout still arriving): never applied.
+                await inbox.retire(conn, name)
         record = await find_by_user(conn, user_id)
     if record is None:
         raise RuntimeError(f"instance {name} vanished right after it was ensured")
