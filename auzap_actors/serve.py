@@ -180,6 +180,8 @@ async def _run_root(
         http_config.bind = [f"{settings.host}:{settings.port}"]
         http_config.graceful_timeout = 1.5
         http_config.accesslog = None
+        # Our logging setup, not a second handler of hypercorn's own (each line printed twice).
+        http_config.errorlog = logging.getLogger("hypercorn.error")
         stop_http = trio.Event()
         http_done = trio.Event()
 
@@ -255,5 +257,7 @@ def configure_logging(level: int = logging.INFO) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # httpx logs every request at INFO; keep the log about our service.
+    # httpx logs every request at INFO, pgserver the whole initdb transcript: keep the log
+    # about our service (embedded.py says when the database is ready).
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -40,6 +40,8 @@ async def serve_simulator(
     hyper = Config()
     hyper.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hyper.accesslog = None
+    # Our logging setup, not a second handler of hypercorn's own (each line printed twice).
+    hyper.errorlog = logging.getLogger("hypercorn.error")
     hyper.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
         await nursery.start(sim.run)
