@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server and return its DSN."""
-        import pgserver  # imported lazily: only demo mode and tests need it
+        with warnings.catch_warnings():
+            # Run as root without a login session, platformdirs warns that pgserver's lock file
+            # falls back to /tmp: expected on servers and in CI, not worth a line per start.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pgserver  # imported lazily: only demo mode and tests need it
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         _prune_dead_pids(self.pgdata)
