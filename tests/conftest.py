@@ -108,6 +108,10 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: str) -> Settin
         "AUZAP_ADMIN_TOKEN": ADMIN_TOKEN,
         "EVOLUTION_API_KEY": SIM_API_KEY,
         "AUZAP_PORT": "0",
+        # A periodic check compares our state with the simulator's at a random moment, and
+        # many tests forge webhooks the simulator knows nothing of: checks once a day (the
+        # longest interval) keep them out of those tests.  The health tests set their own.
+        "AUZAP_HEALTH_INTERVAL_S": "86400",
     }
     env.update(overrides)
     return load_settings(env)
