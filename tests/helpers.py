@@ -14,11 +14,14 @@ import jwt
 import trio
 from trio_websocket import WebSocketConnection
 
+from auzap_actors.store.db import open_pool
 from auzap_actors.web.auth import mint_user_token
 
-from .conftest import JWT_SECRET
+from .conftest import JWT_SECRET, WEBHOOK_SECRET
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# How our webhook routes authenticate Evolution (the shared secret of CONTRACT §5).
+WEBHOOK_HEADERS = {"X-Auzap-Webhook-Secret": WEBHOOK_SECRET}
 
 
 def user_token(user_id: uuid.UUID, org: uuid.UUID | None = None, **claims: Any) -> str:
@@ -81,3 +84,9 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
 
 def http(base_url: str, timeout: float = 10) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+
+async def fetch_rows(database_url: str, query: str, *args: Any) -> list[dict[str, Any]]:
+    """The rows of one query, on a connection of its own (the service's pool is not ours)."""
+    async with open_pool(database_url, min_size=1, max_size=1) as pool:
+        return [dict(r.items()) for r in await pool.fetch(query, *args)]

@@ -23,14 +23,13 @@ from auzap_actors.actors.messages import Barrier
 from auzap_actors.store import instances
 from auzap_actors.store.db import open_pool
 
-from .conftest import WEBHOOK_SECRET, ServiceRunner
-from .helpers import eventually, http, next_frame, user_token
+from .conftest import ServiceRunner
+from .helpers import WEBHOOK_HEADERS, eventually, http, next_frame, user_token
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("[0-9][0-9]_*.json"))
 USER = uuid.UUID("3f6c1d2e-8a4b-4c5d-9e7f-0a1b2c3d4e5f")
 NAME = f"user_{USER}"
 ORG = uuid.UUID("0e5f3c1a-9b2d-4e6f-8a7b-1c2d3e4f5a6b")
-SECRET = {"X-Auzap-Webhook-Secret": WEBHOOK_SECRET}
 
 # Frame types the owner's socket must get for each file (the colleague gets the org.* twins of
 # status and message frames; a stranger gets nothing, ever).
@@ -138,7 +137,7 @@ async def test_replay_in_story_order(runner: ServiceRunner) -> None:
         for path in CORPUS:
             number = path.name[:2]
             answer = await client.post(
-                "/api/webhook/whatsapp", json=_envelope(path), headers=SECRET
+                "/api/webhook/whatsapp", json=_envelope(path), headers=WEBHOOK_HEADERS
             )
             assert answer.json() == {"accepted": True, "duplicate": False}, path.name
             await _settled(pool)
@@ -223,7 +222,7 @@ async def test_triple_concurrent_shuffled_delivery_matches_once(
         http(service.url) as client,
     ):
         for body in bodies:
-            await client.post("/api/webhook/whatsapp", json=body, headers=SECRET)
+            await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
             await _settled(pool)
         once = await _snapshot(pool)
         await pool.execute(
@@ -237,7 +236,9 @@ async def test_triple_concurrent_shuffled_delivery_matches_once(
 
         async def deliver(chunk: list[dict[str, Any]]) -> None:
             for body in chunk:
-                answer = await client.post("/api/webhook/whatsapp", json=body, headers=SECRET)
+                answer = await client.post(
+                    "/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS
+                )
                 codes.append(answer.status_code)
 
         async with trio.open_nursery() as nursery:
@@ -271,7 +272,7 @@ async def test_read_before_delivery_ack_stays_read(runner: ServiceRunner) -> Non
         http(service.url) as client,
     ):
         for number in ("29", "28", "27", "25", "26"):  # READ, DELIVERY_ACK, SERVER_ACK, send, echo
-            await client.post("/api/webhook/whatsapp", json=bodies[number], headers=SECRET)
+            await client.post("/api/webhook/whatsapp", json=bodies[number], headers=WEBHOOK_HEADERS)
             await _settled(pool)
         status = await pool.fetchval(
             "SELECT status FROM messages WHERE wa_message_id = '3EB057177978D295E367'"

@@ -19,7 +19,7 @@ from auzap_actors.store import instances
 from auzap_actors.store.db import open_pool
 
 from .conftest import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
-from .helpers import eventually
+from .helpers import WEBHOOK_HEADERS, eventually
 from .payloads import envelope, text_message
 
 USER = uuid.uuid4()
@@ -76,7 +76,7 @@ async def test_sigkill_while_streaming_loses_nothing_applies_once(
                         answer = await client.post(
                             "/api/webhook/whatsapp",
                             json=body,
-                            headers={"X-Auzap-Webhook-Secret": WEBHOOK_SECRET},
+                            headers=WEBHOOK_HEADERS,
                         )
                     except httpx.TransportError:
                         return  # the process is gone

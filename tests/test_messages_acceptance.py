@@ -15,11 +15,18 @@ from trio_websocket import open_websocket_url
 from auzap_actors.store.db import open_pool
 
 from . import strategies
-from .conftest import WEBHOOK_SECRET, ServiceRunner
-from .helpers import auth, eventually, http, next_frame, user_token, wait_frame
+from .conftest import ServiceRunner
+from .helpers import (
+    WEBHOOK_HEADERS,
+    auth,
+    eventually,
+    fetch_rows,
+    http,
+    next_frame,
+    user_token,
+    wait_frame,
+)
 from .payloads import envelope, text_message
-
-SECRET = {"X-Auzap-Webhook-Secret": WEBHOOK_SECRET}
 
 
 async def _instance(client: Any, user: uuid.UUID) -> str:
@@ -41,11 +48,6 @@ async def _settled(database_url: str) -> None:
         await eventually(done, timeout=20)
 
 
-async def _fetch(database_url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async with open_pool(database_url, min_size=1, max_size=1) as pool:
-        return [dict(r.items()) for r in await pool.fetch(query, *args)]
-
-
 async def test_hundred_concurrent_deliveries_one_row_one_frame(runner: ServiceRunner) -> None:
     service = await runner.start()
     user = uuid.uuid4()
@@ -63,7 +65,9 @@ async def test_hundred_concurrent_deliveries_one_row_one_frame(runner: ServiceRu
 
         async def deliver() -> None:
             codes.append(
-                (await client.post("/api/webhook/whatsapp", json=body, headers=SECRET)).status_code
+                (
+                    await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
+                ).status_code
             )
 
         writer = service.services.inbox_writer
@@ -83,7 +87,7 @@ async def test_hundred_concurrent_deliveries_one_row_one_frame(runner: ServiceRu
             while True:
                 frames.append(json.loads(await ws.get_message()))
         assert not [f for f in frames if f["type"] == "message"], "exactly one message frame"
-    rows = await _fetch(
+    rows = await fetch_rows(
         runner.database_url,
         "SELECT count(*) AS n FROM messages WHERE wa_message_id = $1",
         "3EB0C0FFEE0000000001",
@@ -120,12 +124,12 @@ async def test_lid_then_phone_is_one_contact_and_one_conversation(runner: Servic
         for data in (first, second, third):
             answer = await client.post(
                 "/api/webhook/whatsapp",
-                headers=SECRET,
+                headers=WEBHOOK_HEADERS,
                 json=envelope("messages.upsert", name, data),
             )
             assert answer.status_code == 200
         await _settled(runner.database_url)
-        contacts = await _fetch(
+        contacts = await fetch_rows(
             runner.database_url,
             "SELECT jid, lid, phone_number, push_name FROM contacts"
             " WHERE instance_name = $1 ORDER BY jid",
@@ -146,11 +150,11 @@ async def test_lid_then_phone_is_one_contact_and_one_conversation(runner: Servic
         }
         await client.post(
             "/api/webhook/whatsapp",
-            headers=SECRET,
+            headers=WEBHOOK_HEADERS,
             json=envelope("group-participants.update", name, participants),
         )
         await _settled(runner.database_url)
-        conversations = await _fetch(
+        conversations = await fetch_rows(
             runner.database_url,
             "SELECT c.remote_jid, count(m.id) AS messages FROM conversations c"
             " LEFT JOIN messages m ON m.conversation_id = c.id WHERE c.instance_name = $1"
@@ -162,7 +166,7 @@ async def test_lid_then_phone_is_one_contact_and_one_conversation(runner: Servic
             {"remote_jid": phone, "messages": 2},
             {"remote_jid": "5511934567890@s.whatsapp.net", "messages": 1},
         ]
-        contacts = await _fetch(
+        contacts = await fetch_rows(
             runner.database_url,
             "SELECT jid, lid FROM contacts WHERE instance_name = $1 ORDER BY jid",
             name,
@@ -196,7 +200,7 @@ async def test_pagination_through_a_thousand_messages_and_isolation(
             body = envelope("messages.set", name, items)
             body["isLatest"], body["progress"] = batch == 9, (batch + 1) * 10
             assert (
-                await client.post("/api/webhook/whatsapp", headers=SECRET, json=body)
+                await client.post("/api/webhook/whatsapp", headers=WEBHOOK_HEADERS, json=body)
             ).status_code == 200
         await _settled(runner.database_url)
         token = user_token(owner)
@@ -294,7 +298,9 @@ async def test_arbitrary_bodies_get_4xx_or_200_never_5xx(runner: ServiceRunner) 
             else:
                 text = json.dumps(body).replace('"INSTANCE"', json.dumps(name))
                 content = text.encode()
-            answer = await client.post("/api/webhook/whatsapp", content=content, headers=SECRET)
+            answer = await client.post(
+                "/api/webhook/whatsapp", content=content, headers=WEBHOOK_HEADERS
+            )
             results.append(answer.status_code)
             assert answer.status_code in (200, 400), (answer.status_code, content[:300])
             if answer.status_code == 400:
@@ -306,7 +312,7 @@ async def test_arbitrary_bodies_get_4xx_or_200_never_5xx(runner: ServiceRunner) 
         handle = service.services.supervisor.get(name)
         assert handle is not None and handle.status == "running" and handle.restarts == 0
     assert 200 in results and 400 in results
-    outcomes = await _fetch(
+    outcomes = await fetch_rows(
         runner.database_url, "SELECT DISTINCT outcome FROM webhook_inbox WHERE outcome = 'error'"
     )
     assert outcomes == [], "no accepted event failed with a bug"

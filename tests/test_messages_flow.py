@@ -12,11 +12,9 @@ from auzap_actors.actors.messages import Barrier
 from auzap_actors.store import inbox
 from auzap_actors.store.db import open_pool
 
-from .conftest import WEBHOOK_SECRET, ServiceRunner
-from .helpers import auth, eventually, http, next_frame, user_token, wait_frame
+from .conftest import ServiceRunner
+from .helpers import WEBHOOK_HEADERS, auth, eventually, http, next_frame, user_token, wait_frame
 from .payloads import envelope, text_message
-
-SECRET_HEADER = {"X-Auzap-Webhook-Secret": WEBHOOK_SECRET}
 
 
 async def _open_instance(service: Any, client: Any, token: str, name: str, phone: str) -> None:
@@ -184,7 +182,7 @@ async def test_a_delete_applies_what_was_accepted_and_a_connect_right_after_work
             accepted = await client.post(
                 "/api/webhook/whatsapp",
                 json=envelope("messages.upsert", name, message),
-                headers=SECRET_HEADER,
+                headers=WEBHOOK_HEADERS,
             )
             assert accepted.json() == {"accepted": True, "duplicate": False}
             deleted = await client.delete("/api/whatsapp/instance", headers=auth(token))
@@ -241,7 +239,7 @@ async def test_late_events_of_a_deleted_instance_never_reach_its_successor(
         accepted = await client.post(
             "/api/webhook/whatsapp",
             json=envelope("connection.update", name, late),
-            headers=SECRET_HEADER,
+            headers=WEBHOOK_HEADERS,
         )
         assert accepted.json() == {"accepted": True, "duplicate": False}
         async with open_websocket_url(ws_url) as ws:

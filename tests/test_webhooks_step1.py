@@ -11,12 +11,18 @@ import jwt
 import trio
 from trio_websocket import open_websocket_url
 
-from auzap_actors.store.db import open_pool
-
 from .conftest import WEBHOOK_SECRET, ServiceRunner
-from .helpers import auth, eventually, http, next_frame, no_frame, user_token, wait_frame
-
-SECRET_HEADER = {"X-Auzap-Webhook-Secret": WEBHOOK_SECRET}
+from .helpers import (
+    WEBHOOK_HEADERS,
+    auth,
+    eventually,
+    fetch_rows,
+    http,
+    next_frame,
+    no_frame,
+    user_token,
+    wait_frame,
+)
 
 
 def envelope(
@@ -45,11 +51,6 @@ def opened(instance: str, phone: str = "5511955550000") -> dict[str, Any]:
     }
 
 
-async def _rows(database_url: str, query: str, *args: Any) -> list[dict[str, Any]]:
-    async with open_pool(database_url, min_size=1, max_size=1) as pool:
-        return [dict(r.items()) for r in await pool.fetch(query, *args)]
-
-
 async def test_webhook_auth_and_bad_input(runner: ServiceRunner) -> None:
     service = await runner.start()
     body = envelope("connection.update", "user_x", {"state": "connecting"})
@@ -72,25 +73,27 @@ async def test_webhook_auth_and_bad_input(runner: ServiceRunner) -> None:
         ok = await client.post(url, json=body, headers=auth(evolution_jwt))
         assert ok.status_code == 200 and ok.json() == {"accepted": True, "duplicate": False}
 
-        bad_json = await client.post(url, content=b'{"event": "call", ', headers=SECRET_HEADER)
+        bad_json = await client.post(url, content=b'{"event": "call", ', headers=WEBHOOK_HEADERS)
         assert bad_json.status_code == 400
         assert bad_json.json()["error"]["code"] == "invalid_json"
         assert "not valid JSON" in bad_json.json()["error"]["message"]
-        no_event = await client.post(url, json={"instance": "x", "data": {}}, headers=SECRET_HEADER)
+        no_event = await client.post(
+            url, json={"instance": "x", "data": {}}, headers=WEBHOOK_HEADERS
+        )
         assert no_event.status_code == 400 and "event" in no_event.json()["error"]["message"]
-        no_instance = await client.post(url, json={"event": "call"}, headers=SECRET_HEADER)
+        no_instance = await client.post(url, json={"event": "call"}, headers=WEBHOOK_HEADERS)
         assert (
             no_instance.status_code == 400 and "instance" in no_instance.json()["error"]["message"]
         )
-        not_object = await client.post(url, json=[1, 2], headers=SECRET_HEADER)
+        not_object = await client.post(url, json=[1, 2], headers=WEBHOOK_HEADERS)
         assert not_object.status_code == 400
 
         huge = b'{"event":"call","instance":"x","data":"' + b"A" * (17 * 1024 * 1024) + b'"}'
-        too_big = await client.post(url, content=huge, headers=SECRET_HEADER)
+        too_big = await client.post(url, content=huge, headers=WEBHOOK_HEADERS)
         assert too_big.status_code == 413
         assert too_big.json()["error"]["code"] == "request_entity_too_large"
 
-    rows = await _rows(runner.database_url, "SELECT event, instance_name FROM webhook_inbox")
+    rows = await fetch_rows(runner.database_url, "SELECT event, instance_name FROM webhook_inbox")
     assert rows == [{"event": "connection.update", "instance_name": "user_x"}], (
         "only the accepted one"
     )
@@ -108,7 +111,7 @@ async def test_persist_then_ack_and_exactly_once(runner: ServiceRunner) -> None:
         await wait_frame(ws, lambda f: f["type"] == "qrcode")
 
         async def simulator_webhooks_applied() -> bool:
-            rows = await _rows(
+            rows = await fetch_rows(
                 runner.database_url,
                 "SELECT applied_at IS NOT NULL AS done FROM webhook_inbox"
                 " WHERE instance_name = $1 AND event = 'qrcode.updated'",
@@ -119,10 +122,10 @@ async def test_persist_then_ack_and_exactly_once(runner: ServiceRunner) -> None:
         # The simulator's own connecting/QR webhooks land first, so ours is the last word.
         await eventually(simulator_webhooks_applied)
         body = envelope("connection.update", name, opened(name))
-        first = await client.post("/api/webhook/whatsapp", json=body, headers=SECRET_HEADER)
+        first = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
         assert first.json() == {"accepted": True, "duplicate": False}
         # The 200 came after the commit: the row is there the moment we look.
-        stored = await _rows(
+        stored = await fetch_rows(
             runner.database_url,
             "SELECT event FROM webhook_inbox WHERE instance_name = $1"
             " AND payload->'data'->>'state' = 'open'",
@@ -130,7 +133,7 @@ async def test_persist_then_ack_and_exactly_once(runner: ServiceRunner) -> None:
         )
         assert stored == [{"event": "connection.update"}]
 
-        again = await client.post("/api/webhook/whatsapp", json=body, headers=SECRET_HEADER)
+        again = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
         assert again.json() == {"accepted": True, "duplicate": True}
 
         await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
@@ -138,7 +141,7 @@ async def test_persist_then_ack_and_exactly_once(runner: ServiceRunner) -> None:
         assert note["data"]["title"] == "WhatsApp connected"
         await no_frame(ws, within=0.5)  # applied once: no second status, no second notification
 
-    rows = await _rows(
+    rows = await fetch_rows(
         runner.database_url,
         "SELECT outcome, attempts FROM webhook_inbox WHERE instance_name = $1"
         " AND payload->'data'->>'state' = 'open'",
@@ -154,7 +157,7 @@ async def test_concurrent_duplicates_store_one_row(runner: ServiceRunner) -> Non
     async with http(service.url) as client:
 
         async def post() -> None:
-            answer = await client.post("/api/webhook/whatsapp", json=body, headers=SECRET_HEADER)
+            answer = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
             answers.append(answer.json())
 
         async with trio.open_nursery() as nursery:
@@ -162,7 +165,7 @@ async def test_concurrent_duplicates_store_one_row(runner: ServiceRunner) -> Non
                 nursery.start_soon(post)
     assert sum(not a["duplicate"] for a in answers) == 1
     assert all(a["accepted"] for a in answers) and len(answers) == 30
-    rows = await _rows(runner.database_url, "SELECT count(*) AS n FROM webhook_inbox")
+    rows = await fetch_rows(runner.database_url, "SELECT count(*) AS n FROM webhook_inbox")
     assert rows == [{"n": 1}]
 
 
@@ -180,20 +183,20 @@ async def test_other_routes_orphans_and_dry_run(runner: ServiceRunner) -> None:
             {"instance": name, "state": "connecting", "statusReason": 200},
         )
         by_event = await client.post(
-            "/api/webhook/whatsapp/connection-update", json=body, headers=SECRET_HEADER
+            "/api/webhook/whatsapp/connection-update", json=body, headers=WEBHOOK_HEADERS
         )
         assert by_event.status_code == 200
         mismatch = await client.post(
-            "/api/webhook/whatsapp/messages-upsert", json=body, headers=SECRET_HEADER
+            "/api/webhook/whatsapp/messages-upsert", json=body, headers=WEBHOOK_HEADERS
         )
         assert mismatch.status_code == 400
         # per-user URL: another user's instance is refused
         forbidden = await client.post(
-            f"/api/webhook/user/{other}", json=body, headers=SECRET_HEADER
+            f"/api/webhook/user/{other}", json=body, headers=WEBHOOK_HEADERS
         )
         assert forbidden.status_code == 403
         mine = await client.post(
-            f"/api/webhook/user/{user}", json=dict(body, date_time="x2"), headers=SECRET_HEADER
+            f"/api/webhook/user/{user}", json=dict(body, date_time="x2"), headers=WEBHOOK_HEADERS
         )
         assert mine.status_code == 200
         # legacy envelope: instance object, upper-snake event
@@ -204,7 +207,7 @@ async def test_other_routes_orphans_and_dry_run(runner: ServiceRunner) -> None:
             "date_time": "2026-11-29T12:01:00Z",
         }
         assert (
-            await client.post("/api/webhook/evolution", json=legacy, headers=SECRET_HEADER)
+            await client.post("/api/webhook/evolution", json=legacy, headers=WEBHOOK_HEADERS)
         ).status_code == 200
 
         async def is_open() -> bool:
@@ -215,10 +218,12 @@ async def test_other_routes_orphans_and_dry_run(runner: ServiceRunner) -> None:
         # events for an instance nobody owns are kept as orphans, never a 5xx
         orphan = envelope("messages.upsert", "user_unknown", {"key": {"id": "X"}})
         assert (
-            await client.post("/api/webhook/whatsapp", json=orphan, headers=SECRET_HEADER)
+            await client.post("/api/webhook/whatsapp", json=orphan, headers=WEBHOOK_HEADERS)
         ).status_code == 200
         # dry run: answers what it would do, writes nothing
-        count_before = await _rows(runner.database_url, "SELECT count(*) AS n FROM webhook_inbox")
+        count_before = await fetch_rows(
+            runner.database_url, "SELECT count(*) AS n FROM webhook_inbox"
+        )
         dry = await client.post(
             "/api/webhook/test",
             json=envelope(
@@ -226,16 +231,18 @@ async def test_other_routes_orphans_and_dry_run(runner: ServiceRunner) -> None:
                 name,
                 {"message": "QR code limit reached, please login again", "statusCode": 500},
             ),
-            headers=SECRET_HEADER,
+            headers=WEBHOOK_HEADERS,
         )
         assert dry.status_code == 200
         assert dry.json()["dry_run"] is True and "QrExpired" in dry.json()["would"]
         assert (await client.post("/api/webhook/test", json=body)).status_code == 401
-        count_after = await _rows(runner.database_url, "SELECT count(*) AS n FROM webhook_inbox")
+        count_after = await fetch_rows(
+            runner.database_url, "SELECT count(*) AS n FROM webhook_inbox"
+        )
         assert count_before == count_after
 
     async def orphaned() -> bool:
-        rows = await _rows(
+        rows = await fetch_rows(
             runner.database_url,
             "SELECT outcome FROM webhook_inbox WHERE instance_name = 'user_unknown'",
         )
