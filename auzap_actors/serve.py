@@ -22,9 +22,9 @@ import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from .actors.deps import ActorDeps
+from .actors.facade import Actors
 from .actors.hub import Hub
-from .actors.instance_actor import ActorDeps
-from .actors.service import InstanceService, UserRef
 from .actors.supervisor import Supervisor
 from .config import Settings
 from .core.breaker import BreakerConfig
@@ -34,13 +34,14 @@ from .evolution.client import EvolutionClient
 from .evolution.retry import RetryPolicy
 from .evolution.simulator import SimulatorConfig, serve_simulator
 from .store.db import open_pool
+from .store.doorbell import Doorbell
 from .store.embedded import EmbeddedPostgres
 from .store.inbox import InboxWriter
 from .store.migrate import migrate
 from .web.app import create_app
 from .web.auth import mint_user_token
+from .web.context import WebContext
 from .web.demo import DEMO_USER_ID
-from .web.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Running:
 
     url: str
     simulator_url: str | None
-    services: Services
+    actors: Actors
 
 
 @asynccontextmanager
@@ -162,20 +163,20 @@ async def _run_root(
             mailbox_capacity=settings.mailbox_capacity,
             boot_concurrency=settings.boot_concurrency,
         )
-        writer = InboxWriter(dsn, on_committed=supervisor.notify_inbox)
+        doorbell = Doorbell()
+        writer = InboxWriter(dsn, on_committed=doorbell.ring)
         await root.start(writer.run)
-        svc = Services(
-            settings=settings,
+        actors = Actors(
             pool=pool,
             supervisor=supervisor,
-            instances=InstanceService(pool, supervisor, settings.call_timeout_s),
             hub=hub,
             inbox_writer=writer,
+            evolution=evolution,
             now=clock,
-            started_at=clock(),
-            simulator_url=simulator_url,
-            demo_user=UserRef(DEMO_USER_ID, None) if settings.demo else None,
+            node_id=settings.node_id,
+            call_timeout_s=settings.call_timeout_s,
         )
+        web = WebContext(settings, actors, simulator_url)
         http_config = HypercornConfig()
         http_config.bind = [f"{settings.host}:{settings.port}"]
         http_config.graceful_timeout = 1.5
@@ -188,7 +189,7 @@ async def _run_root(
         async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
                 await hypercorn_serve(
-                    create_app(svc),
+                    create_app(web),
                     http_config,
                     shutdown_trigger=stop_http.wait,
                     task_status=task_status,
@@ -199,11 +200,11 @@ async def _run_root(
         binds: list[str] = await root.start(run_http)
         port = _port_of(binds[0])
         deps.webhook_base_url = settings.public_base_url(port)
-        await root.start(supervisor.run)
+        await root.start(supervisor.run, doorbell)
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         url = f"http://{host}:{port}"
         _banner(settings, url, simulator_url)
-        task_status.started(Running(url, simulator_url, svc))
+        task_status.started(Running(url, simulator_url, actors))
 
         await trigger()
         log.info("shutting down")

@@ -75,10 +75,10 @@ async def test_boot_resumes_500_instances_with_bounded_connects(
             AUZAP_CONNECT_CONCURRENCY=str(LIMIT),
             AUZAP_BOOT_CONCURRENCY="50",
         )
-        supervisor = service.services.supervisor
+        supervisor = service.actors.supervisor
 
         def all_open() -> bool:
-            handles = supervisor.handles()
+            handles = supervisor.children()
             return len(handles) == COUNT and all(
                 h.snapshot is not None and h.snapshot.state.status.value == "open" for h in handles
             )

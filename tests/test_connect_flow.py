@@ -48,7 +48,7 @@ async def _sim_requests(sim: str) -> dict[str, Any]:
 
 
 def _actor_status(service: Running, name: str) -> str | None:
-    handle = service.services.supervisor.get(name)
+    handle = service.actors.supervisor.get(name)
     if handle is None or handle.snapshot is None:
         return None
     return handle.snapshot.state.status.value
@@ -171,7 +171,7 @@ async def test_restart_comes_back_open_and_reconciles(
     async with http(service.url) as client:
         view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
     assert view["status"] == "open" and view["phone_number"] == "5511900001111"
-    handle = service.services.supervisor.get(name)
+    handle = service.actors.supervisor.get(name)
     assert handle is not None and handle.status == "running"
 
 
@@ -203,7 +203,7 @@ async def test_restart_resumes_a_session_dropped_while_down(
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
     # The actor loads "open" from its row at once; its first look and the resume run before it
     # reads its mailbox, so a barrier returns only after both.
-    await service.services.supervisor.call(name, Barrier(), 10)
+    await service.actors.supervisor.call(name, Barrier(), 10)
     async with http(simulator_url) as sim:
         after = (await sim.get("/_sim/requests")).json()["by_instance"][name]
     route = "GET /instance/connect/{instance}"

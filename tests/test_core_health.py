@@ -22,12 +22,12 @@ from auzap_actors.core.health import (
     HealthEvent,
     HealthPolicy,
     HealthState,
-    LoggedOut,
     Reconnect,
     ReconnectAnswered,
     Reconnected,
     ReconnectFailed,
     ReconnectStarted,
+    SessionEnded,
     Stopped,
     UserActed,
     check_outcome,
@@ -274,7 +274,7 @@ def test_without_auto_reconnect_it_alerts_then_needs_attention() -> None:
 
 def test_logged_out_notifies_once_and_never_reconnects() -> None:
     run = healthy_run()
-    assert run(CheckLoggedOut(401), 60.0) == (LoggedOut(401),)
+    assert run(CheckLoggedOut(401), 60.0) == (SessionEnded(401),)
     assert run.status == "disconnected"
     assert run.state.consecutive_failures == 0
     assert "logged out" in run.issues[0]
@@ -288,19 +288,19 @@ def test_logged_out_notifies_once_and_never_reconnects() -> None:
     run(UserActed(), now + 1)  # the user clicks connect: a QR flow, still not expected open
     for i in range(5):
         assert run(CheckNotOpen("connecting", None), now + 60.0 * (i + 2)) == ()
-    assert [d for d in run.all_decisions()] == [LoggedOut(401)]
+    assert [d for d in run.all_decisions()] == [SessionEnded(401)]
 
     # Scanned again: watched again, and a later logout notifies again.
     now += 1000.0
     assert run(CheckOpen(), now) == ()
     assert run.status == "healthy"
-    assert run(CheckLoggedOut(403), now + 60) == (LoggedOut(403),)
+    assert run(CheckLoggedOut(403), now + 60) == (SessionEnded(403),)
 
 
 def test_close_with_a_logged_out_code_is_a_logout_whatever_it_was_called() -> None:
     run = healthy_run()
     run(DROP, 60.0)
-    assert run(CheckNotOpen("close", 401), 120.0) == (LoggedOut(401),)
+    assert run(CheckNotOpen("close", 401), 120.0) == (SessionEnded(401),)
     assert run.status == "disconnected" and run.state.consecutive_failures == 0
 
 
@@ -309,7 +309,7 @@ def test_logout_during_a_reconnect_ends_it_quietly() -> None:
     for t in (60.0, 120.0, 180.0):
         run(DROP, t)
     run(ReconnectStarted(), 180.0)
-    assert run(CheckLoggedOut(406), 240.0) == (LoggedOut(406),)
+    assert run(CheckLoggedOut(406), 240.0) == (SessionEnded(406),)
     assert not run.state.reconnecting and run.state.reconnect_attempts == 0
     assert run(CheckOpen(), 300.0) == ()  # no Reconnected for a reconnect that was dropped
 
@@ -601,10 +601,10 @@ def test_no_sequence_escapes_the_rules(
                     assert before.reconnecting and n == before.reconnect_attempts
                 case GiveUp():
                     assert not before.gave_up and state.gave_up
-                case LoggedOut():
+                case SessionEnded():
                     assert before.expect_open
                     assert state.status == "disconnected" and state.reconnect_attempts == 0
-        assert sum(isinstance(d, LoggedOut) for d in decisions) <= 1
+        assert sum(isinstance(d, SessionEnded) for d in decisions) <= 1
 
 
 @settings(max_examples=200)

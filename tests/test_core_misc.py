@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from auzap_actors.config import ConfigError, load_settings
+from auzap_actors.core.events import normalize_event
 from auzap_actors.core.naming import instance_name_for, user_id_from_instance_name
 from auzap_actors.core.state import ConnectionClosed, ConnectionOpened, QrExpired, QrUpdated
 from auzap_actors.core.supervision import RestartPolicy, decide_restart
@@ -18,7 +19,6 @@ from auzap_actors.core.webhook import (
     WebhookError,
     decode_json,
     dedup_key,
-    normalize_event,
     parse_envelope,
     state_event,
 )

@@ -141,7 +141,7 @@ async def test_replay_in_story_order(runner: ServiceRunner) -> None:
             )
             assert answer.json() == {"accepted": True, "duplicate": False}, path.name
             await _settled(pool)
-            await service.services.supervisor.call(NAME, Barrier(), 5)
+            await service.actors.supervisor.call(NAME, Barrier(), 5)
             expected = EXPECTED.get(number, [])
             org_twins = [f"org.{t}" for t in expected if t in ("status", "message")]
             # The owner is in the organization too: their own frames, each with its org twin.
@@ -207,7 +207,7 @@ async def test_replay_in_story_order(runner: ServiceRunner) -> None:
     gustavo = [c for c in final["contacts"] if c["jid"] == "5585992345678@s.whatsapp.net"]
     assert gustavo and gustavo[0]["lid"] == "345678901234567@lid"
 
-    view = service.services.supervisor.get(NAME).snapshot
+    view = service.actors.supervisor.get(NAME).snapshot
     assert view.state.status.value == "disconnected" and view.state.phone_number is None
 
 

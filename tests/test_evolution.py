@@ -19,8 +19,8 @@ from hypercorn.config import Config
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from auzap_actors.core.events import WEBHOOK_EVENTS
 from auzap_actors.evolution import (
-    WEBHOOK_EVENTS,
     EvolutionBadRequest,
     EvolutionClient,
     EvolutionError,

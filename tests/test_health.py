@@ -281,7 +281,7 @@ async def test_flaky_evolution_user_operations_still_succeed(
     # 400/404 are answers, never retried: an unknown instance is asked about exactly once.
     async with http(service.simulator_url or "") as sim:
         await sim.post("/_sim/faults", json={"mode": "none"})
-    evolution = service.services.supervisor.deps.evolution
+    evolution = service.actors.supervisor.deps.evolution
     before = (await _requests(service))["by_route"].get(
         "GET /instance/connectionState/{instance}", 0
     )

@@ -70,7 +70,7 @@ async def test_hundred_concurrent_deliveries_one_row_one_frame(runner: ServiceRu
                 ).status_code
             )
 
-        writer = service.services.inbox_writer
+        writer = service.actors.inbox_writer
         batches_before = writer.batches
         async with trio.open_nursery() as nursery:
             for _ in range(100):
@@ -309,7 +309,7 @@ async def test_arbitrary_bodies_get_4xx_or_200_never_5xx(runner: ServiceRunner) 
         # The actor is alive and well after applying whatever was accepted.
         view = await client.get("/api/whatsapp/instance", headers=auth(user_token(user)))
         assert view.status_code == 200
-        handle = service.services.supervisor.get(name)
+        handle = service.actors.supervisor.get(name)
         assert handle is not None and handle.status == "running" and handle.restarts == 0
     assert 200 in results and 400 in results
     outcomes = await fetch_rows(

@@ -188,7 +188,7 @@ async def test_a_delete_applies_what_was_accepted_and_a_connect_right_after_work
             deleted = await client.delete("/api/whatsapp/instance", headers=auth(token))
             assert deleted.status_code == 204
             await _open_instance(service, client, token, name, f"551190000001{n}")
-        await service.services.supervisor.call(name, Barrier(), 5)
+        await service.actors.supervisor.call(name, Barrier(), 5)
     async with open_pool(runner.database_url, min_size=1, max_size=1) as pool:
         texts = await pool.fetch(
             "SELECT text FROM messages WHERE instance_name = $1 ORDER BY seq", name

@@ -37,7 +37,7 @@ async def _connect_and_open(service: Running, client: Any, user: uuid.UUID, phon
 
 async def test_crash_restart_budget_and_isolation(runner: ServiceRunner) -> None:
     service = await runner.start()
-    supervisor = service.services.supervisor
+    supervisor = service.actors.supervisor
     supervisor.policy = RestartPolicy(max_restarts=3, window_s=60, backoff_base_s=0.01)
     alice, bob = uuid.uuid4(), uuid.uuid4()
     async with http(service.url) as client:
@@ -91,12 +91,12 @@ async def test_crash_restart_budget_and_isolation(runner: ServiceRunner) -> None
 
 
 def _restarts(service: Running, name: str) -> int:
-    handle = service.services.supervisor.get(name)
+    handle = service.actors.supervisor.get(name)
     return handle.restarts if handle else -1
 
 
 def _running(service: Running, name: str) -> bool:
-    handle = service.services.supervisor.get(name)
+    handle = service.actors.supervisor.get(name)
     return handle is not None and handle.status == "running"
 
 

@@ -7,13 +7,14 @@ snapshot) instead of slowing everyone down.  Frames are encoded once per publish
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+
+from ..core.views import encode_frame
 
 
 @dataclass(eq=False, slots=True)
@@ -74,16 +75,12 @@ class Hub:
             if not subs:
                 del index[key]
 
-    @staticmethod
-    def encode(frame_type: str, data: Any) -> str:
-        return json.dumps({"type": frame_type, "data": data}, separators=(",", ":"))
-
     def publish_user(self, user_id: str | None, frame_type: str, data: Any) -> None:
         if user_id is None:
             return
         subs = self._by_user.get(user_id)
         if subs:
-            text = self.encode(frame_type, data)
+            text = encode_frame(frame_type, data)
             for sub in list(subs):
                 sub.offer(text)
             self.published += 1
@@ -93,7 +90,7 @@ class Hub:
             return
         subs = self._by_org.get(organization_id)
         if subs:
-            text = self.encode(frame_type, data)
+            text = encode_frame(frame_type, data)
             for sub in list(subs):
                 sub.offer(text)
             self.published += 1

@@ -1,9 +1,9 @@
-"""One actor per WhatsApp instance.
+"""One actor per WhatsApp instance: a thin executor of the core's per-instance step.
 
-The actor owns its instance's state: it loads it from the database when it starts, applies
-state-machine events one at a time (from its mailbox and from the webhook inbox), writes the
-state on every transition, publishes an immutable snapshot, and executes the effects the pure
-core asks for.  Expected failures (Evolution down, a malformed event) are answered or recorded;
+The actor loads its snapshot when it starts, then takes one input at a time (its mailbox, the
+webhook inbox, its health timer), asks `core.instance.step` what follows, and carries out the
+effects in order: it writes, publishes, calls Evolution, and feeds each answer back as the
+next input.  Expected failures (Evolution down, a malformed event) are answered or recorded;
 only a bug escapes `run`, and the supervisor restarts the actor from the database.
 """
 
@@ -13,40 +13,39 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 import trio
 
-from ..core.health import Decision, HealthPolicy, HealthState, Reconnected
-from ..core.health import on_event as on_health_event
-from ..core.health_sync import health_event_for
-from ..core.payloads import MESSAGE_EVENTS, parse_batch
-from ..core.state import (
-    CallConnect,
-    CallLogout,
-    ConnectionOpened,
-    ConnectRequested,
-    Effect,
-    Event,
-    LogoutRequested,
-    Notify,
-    QrUpdated,
-    ReportedClosed,
-    ReportedConnecting,
-    ReportedOpen,
-    transition,
+from ..core.instance import (
+    Boot,
+    CallReconnect,
+    Created,
+    EnsureCreated,
+    Feed,
+    Forgotten,
+    Input,
+    Persist,
+    Publish,
+    ResumeSession,
+    RunCheck,
+    SyncWebhook,
+    Tick,
+    send_refusal,
+    step,
 )
-from ..core.views import InstanceSnapshot, qrcode_frame, status_frame
-from ..core.webhook import WebhookError, state_event
-from ..evolution.client import WEBHOOK_EVENTS, EvolutionClient
-from ..evolution.errors import EvolutionError, EvolutionForbidden, EvolutionNotFound
-from ..evolution.types import ConnectResult, WebhookConfig
+from ..core.routing import Records, StateChange, Unhandled, classify
+from ..core.state import CallConnect, CallLogout, ConnectRequested, LogoutRequested
+from ..core.views import InstanceSnapshot
+from ..core.webhook import WebhookError
+from ..evolution.errors import EvolutionError
 from ..store import inbox, instances
 from ..store import messages as messages_store
-from .health_monitor import HealthMonitor
-from .hub import Hub
-from .mailbox import Letter, reply
+from . import evolution_side, messaging
+from .deps import ActorDeps
+from .health_timer import health_timer
+from .mailbox import Letter, Mailbox, reply
 from .messages import (
     Barrier,
     Connect,
@@ -57,17 +56,10 @@ from .messages import (
     InjectedCrash,
     Logout,
     NotConnected,
-    Reconcile,
     SendText,
 )
-from .messaging import Messaging
-
-if TYPE_CHECKING:
-    from .supervisor import ActorHandle
 
 log = logging.getLogger(__name__)
-
-WEBHOOK_SECRET_HEADER = "X-Auzap-Webhook-Secret"
 
 
 class Started(Protocol):
@@ -80,61 +72,44 @@ class InstanceGone(Exception):
     """The instance's row no longer exists; the actor stops for good."""
 
 
-@dataclass(slots=True)
-class ActorDeps:
-    """What every instance actor shares."""
-
-    pool: Any
-    evolution: EvolutionClient
-    hub: Hub
-    webhook_secret: str
-    webhook_base_url: str = ""  # set by the launcher once the HTTP port is bound
-    now: Callable[[], float] = trio.current_time  # replaced by wall-clock time in serve
-    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
-    # Node-wide bound on concurrent connect/restart calls (boot resumes, reconnects, users).
-    connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
-
-    def webhook_config(self) -> WebhookConfig:
-        return WebhookConfig(
-            url=f"{self.webhook_base_url}/api/webhook/whatsapp",
-            events=WEBHOOK_EVENTS,
-            headers={WEBHOOK_SECRET_HEADER: self.webhook_secret},
-        )
-
-
 class InstanceActor:
-    def __init__(self, deps: ActorDeps, handle: ActorHandle) -> None:
+    def __init__(
+        self,
+        name: str,
+        deps: ActorDeps,
+        mailbox: Mailbox,
+        publish: Callable[[InstanceSnapshot], None],
+    ) -> None:
+        self.name = name
         self.deps = deps
-        self.handle = handle
-        self.name = handle.name
-        self.created_in_evolution = False
+        self.mailbox = mailbox
+        self._publish = publish  # the snapshot everybody else reads; only this actor writes it
+        self._snapshot: InstanceSnapshot | None = None
         self._inbox_cursor = 0
-        self.health = HealthMonitor(self)
-        self.messaging = Messaging(self)
 
     @property
     def snapshot(self) -> InstanceSnapshot:
-        assert self.handle.snapshot is not None
-        return self.handle.snapshot
+        assert self._snapshot is not None, "the actor has not loaded its state yet"
+        return self._snapshot
+
+    def _set_snapshot(self, snapshot: InstanceSnapshot) -> None:
+        self._snapshot = snapshot
+        self._publish(snapshot)
 
     async def run(self, *, task_status: Started) -> None:
         record = await instances.find_by_name(self.deps.pool, self.name)
         if record is None:
             raise InstanceGone(self.name)
-        self.created_in_evolution = record.evolution_instance_id is not None
-        self.handle.snapshot = record.snapshot()
+        self._set_snapshot(record.snapshot())
         task_status.started()
         async with trio.open_nursery() as timers:
-            timers.start_soon(self.health.timer)
-            await self.health.boot()
+            timers.start_soon(health_timer, self.mailbox, self.deps.health_policy)
+            await self.feed(Boot())
             await self._drain_inbox()
-            mailbox = self.handle.mailbox
-            while True:
-                letter = await mailbox.receive.receive()
+            while not self.snapshot.deleted:  # a new row under this name gets a new actor
+                letter = await self.mailbox.receive.receive()
                 await self._deliver(letter)
-                if self.handle.deleted:
-                    break  # a deleted instance's actor ends; a new row gets a new actor
-                if self.handle.drain_requested:
+                if self.mailbox.answer_doorbell():
                     await self._drain_inbox()
             timers.cancel_scope.cancel()
 
@@ -153,20 +128,16 @@ class InstanceActor:
     async def _handle(self, message: Any) -> Any:
         match message:
             case Connect():
-                await self.ensure_created()
-                await self.apply(ConnectRequested())
+                await self.feed(ConnectRequested())
                 return self.snapshot
             case Logout():
-                await self.apply(LogoutRequested())
+                await self.feed(LogoutRequested())
                 return self.snapshot
             case DrainInbox():
                 await self._drain_inbox()
                 return None
-            case Reconcile():
-                await self.reconcile()
-                return self.snapshot
             case HealthTick():
-                await self.health.check()
+                await self.feed(Tick())
                 return None
             case DeleteInstance(purge=purge):
                 await self._delete(purge)
@@ -174,191 +145,83 @@ class InstanceActor:
             case Barrier():
                 return None
             case SendText(to=to, text=text):
-                return await self.messaging.send_text(to, text)
+                refusal = send_refusal(self.snapshot)
+                if refusal is not None:
+                    raise NotConnected(refusal)
+                return await messaging.send_text(self.deps, self.snapshot, to, text)
             case Crash(reason=reason):
                 raise InjectedCrash(reason)
         raise TypeError(f"unknown message {message!r}")
 
-    # ---- applying events -------------------------------------------------------------------
+    # ---- the step and its effects ----------------------------------------------------------
 
-    async def apply(
-        self,
-        event: Event,
-        *,
-        inbox_row: int | None = None,
-        health_update: tuple[HealthState, tuple[Decision, ...]] | None = None,
-    ) -> None:
-        """Run one event through the state machine (and what it tells the health policy),
-        persist, publish, then execute the effects and the policy's decisions.
-
-        ``health_update`` is the policy's verdict when the health monitor caused the event: it
-        replaces what the transition would tell the policy, so that state and health change in
-        one snapshot (no reader ever sees "open" next to a failed check)."""
-        old = self.snapshot
-        now = self.deps.now()
-        state, effects = transition(old.state, event, now)
-        health: HealthState = old.health
-        decisions: tuple[Decision, ...] = ()
-        if health_update is not None:
-            health, decisions = health_update
-        elif (health_event := health_event_for(old.state, state, event)) is not None:
-            health, decisions = on_health_event(
-                old.health, health_event, now, self.deps.health_policy, random.random()
-            )
-        new = old
-        if state != old.state or health != old.health:
-            new = replace(old, state=state, health=health, updated_at=now)
-        await self._persist(new, changed=new is not old, inbox_row=inbox_row)
-        self._publish(old, new)
-        if any(isinstance(d, Reconnected) for d in decisions):
-            # "Reconnected" replaces "connected" after an automatic reconnect.
-            effects = tuple(
-                e for e in effects if not (isinstance(e, Notify) and e.kind == "connected")
-            )
+    async def feed(self, item: Input, *, inbox_row: int | None = None) -> None:
+        """Take one input: step, write (with the inbox row that carried it), publish, then
+        carry out the other effects in order, feeding each answer back."""
+        deps = self.deps
+        new, effects = step(self.snapshot, item, deps.now(), deps.health_policy, random.random())
+        await self._commit(new, save=Persist() in effects, inbox_row=inbox_row)
+        self._set_snapshot(new)
         for effect in effects:
-            await self._execute(effect)
-        for decision in decisions:
-            await self.health.decide(decision)
+            match effect:
+                case Persist():
+                    pass  # done above, before anything was published
+                case Publish(audience=audience, type=frame_type, data=data):
+                    if audience == "user":
+                        deps.hub.publish_user(new.user_id, frame_type, data)
+                    else:
+                        deps.hub.publish_org(new.organization_id, frame_type, data)
+                case EnsureCreated():
+                    await evolution_side.create_or_adopt(deps, self.name)
+                    await self.feed(Created())
+                case Feed(input=next_input):
+                    await self.feed(next_input)
+                case CallConnect():
+                    await self.feed(await evolution_side.connect(deps, self.name))
+                case CallLogout():
+                    await evolution_side.logout(deps, self.name)
+                case SyncWebhook():
+                    if not await evolution_side.sync_webhook(deps, self.name):
+                        await self.feed(Forgotten())
+                case RunCheck():
+                    await self.feed(await evolution_side.observe(deps, self.name, effect))
+                case ResumeSession():
+                    await self.feed(await evolution_side.resume(deps, self.name, effect))
+                case CallReconnect():
+                    await self.feed(await evolution_side.reconnect(deps, self.name, effect))
 
-    async def _persist(
-        self, new: InstanceSnapshot, *, changed: bool, inbox_row: int | None
-    ) -> None:
+    async def _commit(self, new: InstanceSnapshot, *, save: bool, inbox_row: int | None) -> None:
         if inbox_row is None:
-            if changed:
+            if save:
                 await instances.save_snapshot(self.deps.pool, new)
             return
         # The row is marked applied in the same transaction as the state it produced, so a
         # crash in between can neither lose the event nor apply it twice.
         async with self.deps.pool.acquire() as conn:
             async with conn.transaction():
-                if changed:
+                if save:
                     await instances.save_snapshot(conn, new)
                 await inbox.mark_done(conn, inbox_row, "applied")
-
-    def _publish(self, old: InstanceSnapshot, new: InstanceSnapshot) -> None:
-        self.handle.snapshot = new
-        hub = self.deps.hub
-        if (old.state.status, old.state.phone_number) != (new.state.status, new.state.phone_number):
-            frame = status_frame(new)
-            hub.publish_user(new.user_id, "status", frame)
-            hub.publish_org(new.organization_id, "org.status", frame)
-        if new.state.qr_code is not None and new.state.qr_code != old.state.qr_code:
-            hub.publish_user(new.user_id, "qrcode", qrcode_frame(new))
-
-    def notify(self, note: Notify) -> None:
-        self.deps.hub.publish_user(
-            self.snapshot.user_id,
-            "notification",
-            {
-                "level": note.level,
-                "title": note.title,
-                "message": note.message,
-                "action": note.action,
-            },
-        )
-
-    async def _execute(self, effect: Effect) -> None:
-        match effect:
-            case Notify():
-                self.notify(effect)
-            case CallConnect():
-                async with self.deps.connect_limiter:
-                    result = await self.deps.evolution.connect(self.name)
-                await self._apply_connect_result(result)
-            case CallLogout():
-                try:
-                    await self.deps.evolution.logout(self.name)
-                except EvolutionError as exc:
-                    # Already closed on Evolution's side (2.3.6 answers 400): nothing to undo.
-                    log.info("logout of %s: %s", self.name, exc)
-
-    async def _apply_connect_result(self, result: ConnectResult) -> None:
-        if result.state == "open":
-            await self.apply(ConnectionOpened())
-        elif result.qr is not None and result.qr.base64:
-            await self.apply(QrUpdated(result.qr.base64))
-        # Otherwise ({"count": 0}) the QR arrives later on the qrcode.updated webhook.
-
-    # ---- Evolution side --------------------------------------------------------------------
-
-    async def ensure_created(self) -> None:
-        if self.created_in_evolution:
-            return
-        evolution = self.deps.evolution
-        config = self.deps.webhook_config()
-        try:
-            created = await evolution.create_instance(self.name, webhook=config)
-            instance_id: str | None = created.instance_id
-            token: str | None = created.token
-        except EvolutionForbidden:
-            # The name exists already (an earlier create whose answer we lost): adopt it and
-            # make sure it calls us back with the current secret.
-            await evolution.set_webhook(self.name, config)
-            found = await evolution.fetch_instances(name=self.name)
-            instance_id, token = (found[0].id if found else None), None
-        await instances.mark_created_in_evolution(self.deps.pool, self.name, instance_id, token)
-        self.created_in_evolution = True
-
-    async def sync_webhook(self) -> None:
-        """Make Evolution call back this service's current URL with the current secret (both
-        may have changed since the instance was created: a new WEBHOOK_URL, a rotated secret).
-        """
-        wanted = self.deps.webhook_config()
-        try:
-            current = await self.deps.evolution.find_webhook(self.name)
-            if current is None or (current.url, current.headers, current.enabled) != (
-                wanted.url,
-                wanted.headers,
-                True,
-            ):
-                await self.deps.evolution.set_webhook(self.name, wanted)
-        except EvolutionNotFound:
-            self.created_in_evolution = False
-        except EvolutionError as exc:
-            log.warning("could not check the webhook of %s: %s", self.name, exc)
-
-    async def reconcile(self) -> None:
-        try:
-            reported = await self.deps.evolution.connection_state(self.name)
-        except EvolutionNotFound:
-            # Evolution forgot the instance (its storage was reset): create it again on the
-            # next connect.
-            self.created_in_evolution = False
-            await self.apply(ReportedClosed())
-            return
-        except EvolutionError as exc:
-            log.warning("reconcile %s: Evolution unavailable: %s", self.name, exc)
-            return
-        events: dict[str, Event] = {
-            "open": ReportedOpen(),
-            "connecting": ReportedConnecting(),
-            "close": ReportedClosed(),
-        }
-        if reported in events:
-            await self.apply(events[reported])
 
     async def _delete(self, purge: bool) -> None:
         # Events accepted before the delete are this instance's: applied first, so a plain
         # delete keeps every message that arrived.
         await self._drain_inbox()
-        if self.created_in_evolution:
-            try:
-                await self.deps.evolution.delete_instance(self.name)
-            except EvolutionNotFound:
-                pass
+        if self.snapshot.in_evolution:
+            await evolution_side.delete(self.deps, self.name)
         async with self.deps.pool.acquire() as conn:
             async with conn.transaction():
                 await instances.delete_instance(conn, self.name)
                 await inbox.retire(conn, self.name)
                 if purge:
                     await messages_store.purge(conn, self.name)
-        self.handle.deleted = True
+        self._set_snapshot(replace(self.snapshot, deleted=True))
 
     # ---- the webhook inbox -----------------------------------------------------------------
 
     async def _drain_inbox(self) -> None:
         """Apply this instance's stored webhook rows in arrival order."""
-        self.handle.drain_requested = False
+        self.mailbox.answer_doorbell()
         pool = self.deps.pool
         while True:
             rows = await inbox.fetch_pending(pool, self.name, self._inbox_cursor)
@@ -372,26 +235,15 @@ class InstanceActor:
         pool = self.deps.pool
         data = row.payload.get("data") if isinstance(row.payload, dict) else None
         try:
-            if row.event in MESSAGE_EVENTS:
-                batch = parse_batch(row.event, data)
-                assert batch is not None
-                await self.messaging.apply_batch(batch, inbox_row=row.id)
-                return
-            event = state_event(row.event, data)
+            match classify(row.event, data):
+                case Records(batch=batch):
+                    await messaging.apply_batch(self.deps, self.snapshot, batch, inbox_row=row.id)
+                case StateChange(event=event):
+                    await self.feed(event, inbox_row=row.id)
+                case Unhandled():
+                    await inbox.mark_done(pool, row.id, "unhandled")
         except WebhookError as exc:
             await inbox.mark_done(pool, row.id, "invalid", exc.message)
-            return
-        except Exception as exc:
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("error %s applying inbox row %s of %s", error_id, row.id, self.name)
-            await inbox.record_failure(pool, row.id, f"[{error_id}] {exc!r}")
-            return
-        if event is None:
-            # Stored for the message pipeline (step 2); nothing for the state machine.
-            await inbox.mark_done(pool, row.id, "unhandled")
-            return
-        try:
-            await self.apply(event, inbox_row=row.id)
         except EvolutionError as exc:
             await inbox.record_failure(pool, row.id, str(exc))
         except Exception as exc:

@@ -41,6 +41,7 @@ class Mailbox:
         self.capacity = capacity
         self._send, self.receive = trio.open_memory_channel[Letter](capacity)
         self.peak = 0
+        self._doorbell = False
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.name} [{self.size}/{self.capacity}, peak {self.peak}]>"
@@ -80,6 +81,23 @@ class Mailbox:
                 return value
             raise value
         raise CallTimeout(f"the actor of {self.name} did not answer within {timeout:g} s")
+
+    def ring(self, message: Any) -> None:
+        """A doorbell that coalesces: `message` is queued unless the bell already rang, and a
+        ring that finds the mailbox full is not lost (the actor answers the doorbell after the
+        letter it is handling)."""
+        if self._doorbell:
+            return
+        self._doorbell = True
+        try:
+            self.cast(message)
+        except MailboxFull:
+            pass
+
+    def answer_doorbell(self) -> bool:
+        """True (once) when the bell rang since the last answer."""
+        rang, self._doorbell = self._doorbell, False
+        return rang
 
     def drain_with(self, error: Exception) -> None:
         """Answer every queued call with `error` (the actor is parked or stopped)."""

@@ -18,8 +18,10 @@ import trio
 from ..core.supervision import RestartPolicy, decide_restart
 from ..core.views import InstanceSnapshot, health_view
 from ..store import inbox, instances
-from .instance_actor import ActorDeps, InstanceActor, InstanceGone
-from .mailbox import ActorUnavailable, Mailbox, MailboxFull
+from ..store.doorbell import Doorbell
+from .deps import ActorDeps
+from .instance_actor import InstanceActor, InstanceGone
+from .mailbox import ActorUnavailable, Mailbox
 from .messages import DrainInbox
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,11 @@ class NotReady(ActorUnavailable):
 
 
 @dataclass(eq=False)
-class ActorHandle:
-    """The supervisor's record of one actor; outlives restarts (the mailbox too)."""
+class Child:
+    """The supervisor's record of one actor; outlives restarts (the mailbox too).
+
+    Only the supervisor writes it, except `snapshot`, which only the actor writes (through
+    `publish`): everybody else reads."""
 
     name: str
     mailbox: Mailbox
@@ -42,8 +47,7 @@ class ActorHandle:
     restarts: int = 0
     last_error: str | None = None
     crash_history: tuple[float, ...] = ()
-    drain_requested: bool = False
-    deleted: bool = False
+    gone: bool = False  # the instance's row was not found when the actor started
     started_at: float = field(default_factory=time.time)
     ready: trio.Event = field(default_factory=trio.Event)
     cancel_scope: trio.CancelScope | None = None
@@ -52,9 +56,16 @@ class ActorHandle:
 
     def __repr__(self) -> str:
         return (
-            f"<ActorHandle {self.name} {self.status} restarts={self.restarts} "
+            f"<Child {self.name} {self.status} restarts={self.restarts} "
             f"mailbox={self.mailbox.size}/{self.mailbox.capacity}>"
         )
+
+    def publish(self, snapshot: InstanceSnapshot) -> None:
+        self.snapshot = snapshot
+
+    @property
+    def deleted(self) -> bool:
+        return self.gone or (self.snapshot is not None and self.snapshot.deleted)
 
     def entry(self, now: float) -> dict[str, Any]:
         """This actor as a line of /admin/tree."""
@@ -67,8 +78,6 @@ class ActorHandle:
             "restarts": self.restarts,
             "last_error": self.last_error,
             "health": health_view(snap, now) if snap else None,
-            "owner_node": None,
-            "lease_epoch": None,
         }
 
     def check_available(self) -> None:
@@ -89,31 +98,40 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.mailbox_capacity = mailbox_capacity
         self.boot_concurrency = boot_concurrency
-        self._handles: dict[str, ActorHandle] = {}
+        self._children: dict[str, Child] = {}
         self._nursery: trio.Nursery | None = None
         self.running = False
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
-        for handle in self._handles.values():
-            counts[handle.status] = counts.get(handle.status, 0) + 1
+        for child in self._children.values():
+            counts[child.status] = counts.get(child.status, 0) + 1
         return f"<Supervisor running={self.running} actors={counts}>"
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self,
+        doorbell: Doorbell | None = None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Boot every known instance's actor, then answer the inbox's doorbell (new rows for
+        these instances) until cancelled."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.running = True
                 task_status.started()
                 await self._boot()
+                while doorbell is not None:
+                    self.notify_inbox(await doorbell.wait())
                 await trio.sleep_forever()
         finally:
             self.running = False
             self._nursery = None
-            for handle in self._handles.values():
-                handle.mailbox.drain_with(NotReady("the service is shutting down"))
+            for child in self._children.values():
+                child.mailbox.drain_with(NotReady("the service is shutting down"))
 
     async def _boot(self) -> None:
         """Start every known instance's actor, a bounded number at a time."""
@@ -137,13 +155,13 @@ class Supervisor:
 
     # ---- actors ----------------------------------------------------------------------------
 
-    def get(self, name: str) -> ActorHandle | None:
-        return self._handles.get(name)
+    def get(self, name: str) -> Child | None:
+        return self._children.get(name)
 
-    def handles(self) -> list[ActorHandle]:
-        return list(self._handles.values())
+    def children(self) -> list[Child]:
+        return list(self._children.values())
 
-    async def ensure_actor(self, name: str, *, revive: bool = False) -> ActorHandle:
+    async def ensure_actor(self, name: str, *, revive: bool = False) -> Child:
         """The running actor of `name`, started if needed (it loads its state first).
 
         An actor an operator stopped, or one parked after a crash loop, stays down
@@ -151,114 +169,114 @@ class Supervisor:
         """
         if self._nursery is None:
             raise NotReady("the supervisor is not running")
-        handle = self._handles.get(name)
-        if handle is not None and handle.deleted:
+        child = self._children.get(name)
+        if child is not None and child.deleted:
             # The instance was deleted, and its actor may still be ending: a row created since
             # is a new instance, with a new actor and a mailbox of its own.
-            handle = None
-        if handle is not None and handle.stopped.is_set():
-            if (handle.stop_requested or handle.status == "crashed") and not revive:
-                handle.check_available()
-            handle = ActorHandle(name, handle.mailbox, restarts=handle.restarts)
-            self._handles[name] = handle
-            self._nursery.start_soon(self._supervise, handle)
-        elif handle is None:
-            handle = ActorHandle(name, Mailbox(name, self.mailbox_capacity))
-            self._handles[name] = handle
-            self._nursery.start_soon(self._supervise, handle)
-        await handle.ready.wait()
-        if handle.deleted or handle.snapshot is None:
+            child = None
+        if child is not None and child.stopped.is_set():
+            if (child.stop_requested or child.status == "crashed") and not revive:
+                child.check_available()
+            child = Child(name, child.mailbox, restarts=child.restarts)
+            self._children[name] = child
+            self._nursery.start_soon(self._supervise, child)
+        elif child is None:
+            child = Child(name, Mailbox(name, self.mailbox_capacity))
+            self._children[name] = child
+            self._nursery.start_soon(self._supervise, child)
+        await child.ready.wait()
+        if child.deleted or child.snapshot is None:
             raise ActorUnavailable(f"instance {name} does not exist")
-        handle.check_available()
-        return handle
+        child.check_available()
+        return child
 
     async def call(self, name: str, message: Any, timeout: float) -> Any:
-        handle = await self.ensure_actor(name)
-        return await handle.mailbox.call(message, timeout)
+        child = await self.ensure_actor(name)
+        return await child.mailbox.call(message, timeout)
 
     def cast(self, name: str, message: Any) -> None:
-        handle = self._handles.get(name)
-        if handle is None:
+        child = self._children.get(name)
+        if child is None:
             raise ActorUnavailable(f"no actor for {name}")
-        handle.check_available()
-        handle.mailbox.cast(message)
+        child.check_available()
+        child.mailbox.cast(message)
 
-    async def stop_actor(self, name: str) -> ActorHandle | None:
+    async def stop_actor(self, name: str) -> Child | None:
         """Stop an actor (its queued calls are answered ActorUnavailable) and wait for it."""
-        handle = self._handles.get(name)
-        if handle is not None:
-            handle.stop_requested = True
-            if handle.cancel_scope is not None:
-                handle.cancel_scope.cancel()
-            await handle.stopped.wait()
-        return handle
+        child = self._children.get(name)
+        if child is not None:
+            child.stop_requested = True
+            if child.cancel_scope is not None:
+                child.cancel_scope.cancel()
+            await child.stopped.wait()
+        return child
 
-    async def restart_actor(self, name: str) -> ActorHandle:
+    async def restart_actor(self, name: str) -> Child:
         """Operator restart: also un-parks a crashed actor with a fresh budget."""
         await self.stop_actor(name)
         return await self.ensure_actor(name, revive=True)
 
     def notify_inbox(self, names: set[str]) -> None:
-        """Doorbell from the inbox writer: rows were committed for these instances."""
+        """Rows were committed for these instances: their actors drain them."""
         for name in names:
-            handle = self._handles.get(name)
-            if handle is not None and handle.status in ("running", "starting", "restarting"):
-                handle.drain_requested = True
-                try:
-                    handle.mailbox.cast(DrainInbox())
-                except MailboxFull:
-                    pass  # drain_requested makes the actor drain after its current message
-            elif self._nursery is not None and handle is None:
+            child = self._children.get(name)
+            if child is not None and child.status in ("running", "starting", "restarting"):
+                child.mailbox.ring(DrainInbox())
+            elif self._nursery is not None and child is None:
                 self._nursery.start_soon(self._route_unknown, name)
             # A stopped or parked actor drains its rows when an operator starts it again.
 
     async def _route_unknown(self, name: str) -> None:
-        if await instances.find_by_name(self.deps.pool, name) is not None:
-            try:
+        """Rows for a name without an actor: start it, or flag the rows as orphans.  Runs in
+        the supervisor's nursery, so nothing may escape: the rows wait for the next doorbell
+        or the next boot."""
+        try:
+            if await instances.find_by_name(self.deps.pool, name) is not None:
                 await self.ensure_actor(name)
-            except ActorUnavailable:
-                pass
-        else:
-            await inbox.mark_orphans(self.deps.pool, name)
+            else:
+                await inbox.mark_orphans(self.deps.pool, name)
+        except ActorUnavailable:
+            pass
+        except Exception:
+            log.exception("routing the inbox rows of %s failed; they wait for the next try", name)
 
-    async def _supervise(self, handle: ActorHandle) -> None:
+    async def _supervise(self, child: Child) -> None:
         with trio.CancelScope() as scope:
-            handle.cancel_scope = scope
-            await self._supervise_loop(handle)
-        if scope.cancelled_caught or handle.status not in ("crashed",):
-            handle.status = "stopped"
-        handle.mailbox.drain_with(
-            ActorUnavailable(f"the actor of {handle.name} is {handle.status}")
-        )
-        handle.ready.set()
-        handle.stopped.set()
+            child.cancel_scope = scope
+            await self._supervise_loop(child)
+        if scope.cancelled_caught or child.status not in ("crashed",):
+            child.status = "stopped"
+        child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is {child.status}"))
+        child.ready.set()
+        child.stopped.set()
 
-    async def _supervise_loop(self, handle: ActorHandle) -> None:
+    async def _supervise_loop(self, child: Child) -> None:
         """Run the actor; restart it after a crash until the restart budget is spent."""
         while True:
-            handle.status = "starting" if handle.restarts == 0 else "restarting"
-            log.debug("starting actor %s (restarts so far: %d)", handle.name, handle.restarts)
+            child.status = "starting" if child.restarts == 0 else "restarting"
+            log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
             try:
-                await InstanceActor(self.deps, handle).run(task_status=_Ready(handle))
+                actor = InstanceActor(child.name, self.deps, child.mailbox, child.publish)
+                await actor.run(task_status=_Ready(child))
                 return
             except InstanceGone:
-                handle.deleted = True
+                child.gone = True
                 return
             except Exception as exc:
-                if handle.deleted:
+                if child.deleted:
                     return
                 error_id = uuid.uuid4().hex[:12]
                 cause = _root_cause(exc)
-                handle.last_error = f"[{error_id}] {type(cause).__name__}: {cause}"
-                log.error("actor %s crashed (error %s)", handle.name, error_id, exc_info=exc)
-                decision = decide_restart(handle.crash_history, trio.current_time(), self.policy)
-                handle.crash_history = decision.history
+                child.last_error = f"[{error_id}] {type(cause).__name__}: {cause}"
+                log.error("actor %s crashed (error %s)", child.name, error_id, exc_info=exc)
+                decision = decide_restart(child.crash_history, trio.current_time(), self.policy)
+                child.crash_history = decision.history
                 if not decision.restart:
-                    handle.status = "crashed"
-                    log.error("actor %s parked: restart budget spent", handle.name)
+                    child.status = "crashed"
+                    log.error("actor %s parked: restart budget spent", child.name)
                     return
-                handle.restarts += 1
-                handle.status = "restarting"
+                child.restarts += 1
+                child.status = "restarting"
                 await trio.sleep(decision.delay_s)
 
 
@@ -270,11 +288,11 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 class _Ready:
-    """task_status for an actor: marks the handle running and wakes `ensure_actor` waiters."""
+    """task_status for an actor: marks the child running and wakes `ensure_actor` waiters."""
 
-    def __init__(self, handle: ActorHandle) -> None:
-        self.handle = handle
+    def __init__(self, child: Child) -> None:
+        self.child = child
 
     def started(self) -> None:
-        self.handle.status = "running"
-        self.handle.ready.set()
+        self.child.status = "running"
+        self.child.ready.set()

@@ -44,7 +44,7 @@ CheckNotOpen -- Evolution answers, but the instance is not open.
 
 CheckLoggedOut -- close with 401/402/403/406: the credentials are gone.
     ``disconnected``; every counter reset; ``gave_up`` false; ``expect_open`` false; the issues
-    are the logout sentence alone.  ``LoggedOut(code)`` only when the instance was expected
+    are the logout sentence alone.  ``SessionEnded(code)`` only when the instance was expected
     open, so a repeated check (or the close that follows a logout the user asked for) does not
     notify twice.  Never a reconnect: nothing counts until the instance is seen open again.
 
@@ -97,12 +97,12 @@ from .health_model import (
     HealthPolicy,
     HealthState,
     HealthStatus,
-    LoggedOut,
     Reconnect,
     ReconnectAnswered,
     Reconnected,
     ReconnectFailed,
     ReconnectStarted,
+    SessionEnded,
     Stopped,
     UserActed,
     check_jitter_sample,
@@ -127,12 +127,12 @@ __all__ = [
     "HealthPolicy",
     "HealthState",
     "HealthStatus",
-    "LoggedOut",
     "Reconnect",
     "ReconnectAnswered",
     "ReconnectFailed",
     "ReconnectStarted",
     "Reconnected",
+    "SessionEnded",
     "Stopped",
     "UserActed",
     "check_outcome",
@@ -209,7 +209,7 @@ def _on_logged_out(
         ),
         expect_open=False,
     )
-    return new, ((LoggedOut(reason_code),) if state.expect_open else ())
+    return new, ((SessionEnded(reason_code),) if state.expect_open else ())
 
 
 def _on_not_open(

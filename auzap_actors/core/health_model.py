@@ -174,13 +174,13 @@ class GiveUp:
 
 
 @dataclass(frozen=True, slots=True)
-class LoggedOut:
+class SessionEnded:
     """The session was logged out: disconnected, one clear notification, no reconnects."""
 
     reason_code: int
 
 
-Decision = Alert | Reconnect | Reconnected | ReconnectFailed | GiveUp | LoggedOut
+Decision = Alert | Reconnect | Reconnected | ReconnectFailed | GiveUp | SessionEnded
 
 
 # ---- delays ---------------------------------------------------------------------------------

@@ -18,10 +18,14 @@ from .health import (
     UserActed,
 )
 from .state import (
+    LOGGED_OUT_REASONS,
     AttentionRequired,
+    ConnectionClosed,
     ConnectRequested,
     Event,
     InstanceState,
+    LoggedOut,
+    LogoutRequested,
     ReconnectRequested,
     ReportedConnecting,
     ReportedOpen,
@@ -32,6 +36,9 @@ from .state import (
 def health_event_for(old: InstanceState, new: InstanceState, event: Event) -> HealthEvent | None:
     if isinstance(event, ConnectRequested):
         return UserActed()
+    if _is_logout(event):
+        # Whatever the status was: a session whose credentials are gone is never reconnected.
+        return Stopped()
     if new.status is old.status or isinstance(event, AttentionRequired | ReconnectRequested):
         return None
     if new.status is Status.OPEN:
@@ -41,6 +48,12 @@ def health_event_for(old: InstanceState, new: InstanceState, event: Event) -> He
         # Logged out, QR expired, or a new QR to scan: nothing to reconnect automatically.
         return Stopped()
     return None
+
+
+def _is_logout(event: Event) -> bool:
+    if isinstance(event, LogoutRequested | LoggedOut):
+        return True
+    return isinstance(event, ConnectionClosed) and event.reason in LOGGED_OUT_REASONS
 
 
 def state_event_for(check: HealthEvent, status: Status, health: HealthState) -> Event | None:

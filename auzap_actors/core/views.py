@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,16 @@ class InstanceSnapshot:
     health: HealthState = field(default_factory=HealthState)
     auto_reply: bool = False
     updated_at: float = 0.0  # epoch seconds
+    # What the actor knows of Evolution's side (not shown to users):
+    in_evolution: bool = False  # created (or adopted) there; False after Evolution's 404
+    full_check_in: int = 0  # health checks until the next reads fetchInstances (0: this one)
+    last_observed: str | None = None  # Evolution's last answer: open, connecting, close, missing
+    deleted: bool = False  # the instance was deleted; its actor ends after answering
+
+
+def encode_frame(frame_type: str, data: Any) -> str:
+    """A WebSocket text frame of CONTRACT §4: `{"type": ..., "data": ...}`."""
+    return json.dumps({"type": frame_type, "data": data}, separators=(",", ":"))
 
 
 def iso(epoch: float | None) -> str | None:

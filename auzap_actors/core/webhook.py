@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .events import normalize_event
 from .state import (
     ConnectionClosed,
     ConnectionConnecting,
@@ -21,38 +22,10 @@ from .state import (
     QrUpdated,
 )
 
-# The dotted `event` values Evolution v2 sends (evolution-api-v2.md §3.1).
-EVENT_NAMES: frozenset[str] = frozenset(
-    {
-        "application.startup", "instance.create", "instance.delete", "qrcode.updated",
-        "connection.update", "status.instance", "messages.set", "messages.upsert",
-        "messages.edited", "messages.update", "messages.delete", "send.message",
-        "send.message.update", "contacts.set", "contacts.upsert", "contacts.update",
-        "presence.update", "chats.set", "chats.upsert", "chats.update", "chats.delete",
-        "groups.upsert", "groups.update", "group-participants.update", "call", "labels.edit",
-        "labels.association", "typebot.start", "typebot.change-status", "logout.instance",
-        "remove.instance", "messaging-history.set",
-    }
-)  # fmt: skip
-
-
-def event_key(event: str) -> str:
-    """Evolution's own filter key: `messages.upsert` -> `MESSAGES_UPSERT`."""
-    return event.replace(".", "_").replace("-", "_").upper()
-
-
-def event_slug(event: str) -> str:
-    """The `byEvents` URL suffix: `messages.upsert` -> `messages-upsert`."""
-    return event_key(event).lower().replace("_", "-")
-
-
-_BY_KEY = {event_key(name): name for name in EVENT_NAMES}
-_BY_SLUG = {event_slug(name): name for name in EVENT_NAMES}
-# Evolution's config list spells groups.update as GROUP_UPDATE (sic).
-_BY_KEY["GROUP_UPDATE"] = "groups.update"
-_BY_SLUG["group-update"] = "groups.update"
-
 MAX_INSTANCE_NAME = 200
+# The header that carries the webhook secret (CONTRACT §2); set in every instance's webhook
+# config.
+WEBHOOK_SECRET_HEADER = "X-Auzap-Webhook-Secret"
 
 
 class WebhookError(ValueError):
@@ -71,17 +44,6 @@ class Envelope:
     data: Any
     date_time: str | None
     raw: dict[str, Any]
-
-
-def normalize_event(name: str) -> str:
-    """Dotted form of an event name given dotted, upper-snake or as a by-events slug."""
-    cleaned = name.strip()
-    if cleaned in EVENT_NAMES:
-        return cleaned
-    lowered = cleaned.lower()
-    if lowered in EVENT_NAMES:
-        return lowered
-    return _BY_KEY.get(cleaned.upper()) or _BY_SLUG.get(lowered) or lowered
 
 
 def decode_json(body: bytes) -> Any:

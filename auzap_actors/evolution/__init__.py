@@ -12,12 +12,9 @@ from .errors import (
     EvolutionUnauthorized,
     EvolutionUnavailable,
 )
-from .events import ALLOWED_WEBHOOK_EVENTS, WEBHOOK_EVENTS
 from .types import ConnectResult, CreatedInstance, InstanceInfo, QrCode, WebhookConfig
 
 __all__ = [
-    "ALLOWED_WEBHOOK_EVENTS",
-    "WEBHOOK_EVENTS",
     "ConnectResult",
     "CreatedInstance",
     "EvolutionBadRequest",

@@ -25,11 +25,10 @@ from .errors import (
     EvolutionUnavailable,
     error_for_status,
 )
-from .events import WEBHOOK_EVENTS
 from .retry import RetryPolicy, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, QrCode, WebhookConfig
 
-__all__ = ["WEBHOOK_EVENTS", "BreakerConfig", "CircuitBreaker", "EvolutionClient", "RetryPolicy"]
+__all__ = ["BreakerConfig", "CircuitBreaker", "EvolutionClient", "RetryPolicy"]
 
 # Failures raised before a single byte of the request left: safe to repeat even for
 # calls that must not happen twice.

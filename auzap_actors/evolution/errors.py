@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
+from ..core.errors import UpstreamError, UpstreamUnavailable
 
-class EvolutionError(Exception):
+
+class EvolutionError(UpstreamError):
     """Any failed call to Evolution.
 
     ``status`` is the HTTP status (None for transport errors), ``messages`` the
@@ -66,7 +68,7 @@ class EvolutionServerError(EvolutionError):
     """500 and other non-gateway 5xx, plus the HTTP-200 ``{error: true}`` quirk."""
 
 
-class EvolutionUnavailable(EvolutionError):
+class EvolutionUnavailable(EvolutionError, UpstreamUnavailable):
     """Evolution could not be reached: transport errors, timeouts, 502/503/504.
 
     ``request_sent`` is False only when the request certainly never reached the

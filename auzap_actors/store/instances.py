@@ -78,6 +78,7 @@ class InstanceRecord:
             health=health,
             auto_reply=self.auto_reply,
             updated_at=self.updated_at,
+            in_evolution=self.evolution_instance_id is not None,
         )
 
 

@@ -10,6 +10,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from ..core.errors import BadCursor
+
 MESSAGE_COLUMNS = (
     "m.id, m.seq, m.conversation_id, m.wa_message_id, m.from_me, m.remote_jid, m.sender_jid,"
     " m.push_name, m.type, m.text, m.status, m.sent_at, m.auto_reply"
@@ -40,10 +42,6 @@ def message_view(row: Any) -> dict[str, Any]:
         "timestamp": _iso(row["sent_at"]),
         "auto_reply": row["auto_reply"],
     }
-
-
-class BadCursor(ValueError):
-    pass
 
 
 def encode_cursor(when: datetime, tiebreak: Any) -> str:

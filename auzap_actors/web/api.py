@@ -6,55 +6,47 @@ import re
 import uuid
 from typing import Any
 
-from quart import Blueprint, Response, current_app, request
+from quart import Blueprint, Response, request
 
-from ..actors.service import UserRef
-from ..core.naming import instance_name_for
+from ..actors.facade import UserRef
+from ..core.errors import BadCursor
 from ..core.views import instance_view
-from ..store.views import BadCursor, list_conversations, list_messages
 from .auth import bearer_token, decode_user_token
+from .context import context
 from .errors import ApiError
-from .services import Services
 
 api = Blueprint("api", __name__, url_prefix="/api/whatsapp")
 
 
-def _svc() -> Services:
-    svc: Services = current_app.extensions["auzap"]
-    return svc
-
-
 def current_user() -> UserRef:
     """The authenticated user of this request; AuthError (401) otherwise."""
-    return decode_user_token(bearer_token(request.headers), _svc().settings.jwt_secret)
+    return decode_user_token(bearer_token(request.headers), context().settings.jwt_secret)
 
 
 @api.post("/connect")
 async def connect() -> dict[str, Any]:
     user = current_user()
-    svc = _svc()
-    snapshot = await svc.instances.connect_user_whatsapp(user)
-    return {"instance": instance_view(snapshot, svc.now())}
+    actors = context().actors
+    snapshot = await actors.connect(user)
+    return {"instance": instance_view(snapshot, actors.now())}
 
 
 @api.get("/instance")
 async def get_instance() -> dict[str, Any]:
     user = current_user()
-    svc = _svc()
-    snapshot = await svc.instances.find_user_instance(user)
+    actors = context().actors
+    snapshot = await actors.find_user_instance(user)
     if snapshot is None:
         raise ApiError(404, "not_found", "You have no WhatsApp instance yet; connect first.")
-    return instance_view(snapshot, svc.now())
+    return instance_view(snapshot, actors.now())
 
 
 @api.post("/logout")
 async def logout() -> dict[str, Any]:
     user = current_user()
-    svc = _svc()
-    snapshot = await svc.instances.logout(user)
-    if snapshot is None:
-        raise ApiError(404, "not_found", "You have no WhatsApp instance.")
-    return {"instance": instance_view(snapshot, svc.now())}
+    actors = context().actors
+    snapshot = await actors.logout(user)
+    return {"instance": instance_view(snapshot, actors.now())}
 
 
 @api.delete("/instance")
@@ -63,8 +55,7 @@ async def delete_instance() -> Response:
     purge = request.args.get("purge", "false").lower()
     if purge not in ("true", "false"):
         raise ApiError(400, "invalid_purge", "`purge` must be true or false.")
-    if not await _svc().instances.delete(user, purge=purge == "true"):
-        raise ApiError(404, "not_found", "You have no WhatsApp instance.")
+    await context().actors.delete(user, purge=purge == "true")
     return Response(b"", status=204)
 
 
@@ -94,7 +85,7 @@ async def send_message() -> tuple[dict[str, Any], int]:
         raise ApiError(400, "invalid_text", "`text` must be a non-empty string.")
     if len(text) > MAX_TEXT:
         raise ApiError(400, "invalid_text", f"`text` is longer than {MAX_TEXT} characters.")
-    message = await _svc().instances.send_text(user, to.strip().lstrip("+").replace(" ", ""), text)
+    message = await context().actors.send_text(user, to.strip().lstrip("+").replace(" ", ""), text)
     return {"message": message}, 202
 
 
@@ -111,9 +102,7 @@ async def conversations() -> dict[str, Any]:
     user = current_user()
     limit, before = _page_args()
     try:
-        items, cursor = await list_conversations(
-            _svc().pool, instance_name_for(user.user_id), limit, before
-        )
+        items, cursor = await context().actors.conversations(user, limit, before)
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     return {"conversations": items, "next": cursor}
@@ -128,9 +117,7 @@ async def conversation_messages(conversation_id: str) -> dict[str, Any]:
     except ValueError:
         raise ApiError(404, "not_found", "No such conversation.") from None
     try:
-        page = await list_messages(
-            _svc().pool, instance_name_for(user.user_id), wanted, limit, before
-        )
+        page = await context().actors.messages(user, wanted, limit, before)
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     if page is None:

@@ -5,34 +5,34 @@ from __future__ import annotations
 import logging
 import uuid
 
-from quart import Response, current_app
+from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..actors.mailbox import ActorUnavailable, CallTimeout, MailboxFull
-from ..actors.messages import NotConnected
-from ..evolution.errors import EvolutionError, EvolutionUnavailable
+from ..actors.facade import (
+    ActorUnavailable,
+    CallTimeout,
+    MailboxFull,
+    NotConnected,
+    UnknownActor,
+)
+from ..core.errors import UpstreamError, UpstreamUnavailable
 from .admin import admin
 from .api import api
 from .auth import AuthError
+from .context import EXTENSION, WebContext
 from .demo import demo
 from .errors import ApiError, error_response
 from .ops import ops
-from .services import Services
 from .webhooks import webhooks
 from .ws import sockets
 
 log = logging.getLogger(__name__)
 
 
-def services() -> Services:
-    found: Services = current_app.extensions["auzap"]
-    return found
-
-
-def create_app(svc: Services) -> QuartTrio:
+def create_app(svc: WebContext) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None)
-    app.extensions["auzap"] = svc
+    app.extensions[EXTENSION] = svc
     app.config["MAX_CONTENT_LENGTH"] = svc.settings.webhook_max_bytes
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["JSON_SORT_KEYS"] = False
@@ -57,6 +57,10 @@ def create_app(svc: Services) -> QuartTrio:
     async def _unavailable(exc: ActorUnavailable) -> Response:
         return error_response(503, "actor_unavailable", str(exc), {"Retry-After": "5"})
 
+    @app.errorhandler(UnknownActor)
+    async def _unknown(exc: UnknownActor) -> Response:
+        return error_response(404, "not_found", str(exc))
+
     @app.errorhandler(NotConnected)
     async def _not_connected(exc: NotConnected) -> Response:
         return error_response(409, "not_connected", str(exc))
@@ -65,9 +69,9 @@ def create_app(svc: Services) -> QuartTrio:
     async def _timeout(exc: CallTimeout) -> Response:
         return error_response(504, "timeout", str(exc))
 
-    @app.errorhandler(EvolutionError)
-    async def _evolution(exc: EvolutionError) -> Response:
-        if isinstance(exc, EvolutionUnavailable):
+    @app.errorhandler(UpstreamError)
+    async def _evolution(exc: UpstreamError) -> Response:
+        if isinstance(exc, UpstreamUnavailable):
             return error_response(
                 503,
                 "evolution_unavailable",

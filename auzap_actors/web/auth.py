@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 from werkzeug.datastructures import Headers
 
-from ..actors.service import UserRef
+from ..actors.facade import UserRef
 
 ALGORITHMS = ["HS256"]  # never "none", never anything asymmetric: one secret, one algorithm
 

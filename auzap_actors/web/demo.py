@@ -8,24 +8,19 @@ from importlib import resources
 from typing import Any
 
 import httpx
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 
 from ..core.naming import instance_name_for
 from .api import current_user
 from .auth import mint_user_token
+from .context import context
 from .errors import ApiError
-from .services import Services
 
 demo = Blueprint("demo", __name__)
 
 # A fixed demo user, so a restarted demo finds its instance again.
 DEMO_USER_ID = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 DEMO_PHONE = "5511987654321"
-
-
-def _svc() -> Services:
-    svc: Services = current_app.extensions["auzap"]
-    return svc
 
 
 @demo.get("/")
@@ -44,7 +39,7 @@ async def page() -> Response:
 
 @demo.post("/api/demo/login")
 async def login() -> dict[str, Any]:
-    svc = _svc()
+    svc = context()
     token = mint_user_token(svc.settings.jwt_secret, DEMO_USER_ID, ttl_s=24 * 3600)
     return {"token": token, "user_id": str(DEMO_USER_ID)}
 
@@ -52,7 +47,7 @@ async def login() -> dict[str, Any]:
 @demo.post("/api/demo/scan")
 async def scan() -> dict[str, Any]:
     user = current_user()
-    svc = _svc()
+    svc = context()
     if svc.simulator_url is None:
         raise ApiError(404, "not_found", "No simulator in this deployment.")
     name = instance_name_for(user.user_id)

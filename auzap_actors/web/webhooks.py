@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, current_app, request
+from quart import Blueprint, request
 
-from ..actors.instance_actor import WEBHOOK_SECRET_HEADER
+from ..actors.facade import EventRejected, IntakeUnavailable
 from ..core.naming import instance_name_for
-from ..core.webhook import WebhookError, decode_json, dedup_key, parse_envelope, state_event
-from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable
+from ..core.routing import classify, describe
+from ..core.webhook import (
+    WEBHOOK_SECRET_HEADER,
+    WebhookError,
+    decode_json,
+    dedup_key,
+    parse_envelope,
+)
 from .auth import check_webhook
+from .context import context
 from .errors import ApiError
-from .services import Services
 
 webhooks = Blueprint("webhooks", __name__, url_prefix="/api/webhook")
 
@@ -29,8 +35,8 @@ async def _receive(
     user_id: str | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
-    svc: Services = current_app.extensions["auzap"]
-    check_webhook(request.headers, svc.settings.webhook_secret, WEBHOOK_SECRET_HEADER)
+    ctx = context()
+    check_webhook(request.headers, ctx.settings.webhook_secret, WEBHOOK_SECRET_HEADER)
     body = await request.get_data(cache=False, as_text=False)
     assert isinstance(body, bytes)
     try:
@@ -48,7 +54,7 @@ async def _receive(
             )
     if dry_run:
         try:
-            event = state_event(envelope.event, envelope.data)
+            route = classify(envelope.event, envelope.data)
         except WebhookError as exc:
             raise ApiError(400, exc.code, exc.message) from None
         return {
@@ -57,14 +63,13 @@ async def _receive(
             "event": envelope.event,
             "instance": envelope.instance,
             "dedup_key": dedup_key(envelope),
-            "would": f"store and apply {type(event).__name__}" if event else "store as unhandled",
+            "would": describe(route),
         }
-    entry = InboxEntry(dedup_key(envelope), envelope.instance, envelope.event, envelope.raw)
     try:
-        duplicate = await svc.inbox_writer.submit(entry)
-    except InboxRejected as exc:
+        duplicate = await ctx.actors.accept_webhook(envelope)
+    except EventRejected as exc:
         raise ApiError(400, "unstorable", f"The event cannot be stored: {exc}") from None
-    except InboxUnavailable as exc:
+    except IntakeUnavailable as exc:
         raise ApiError(
             503,
             "unavailable",

@@ -12,12 +12,11 @@ import time
 from urllib.parse import urlsplit
 
 import trio
-from quart import Blueprint, Response, current_app, websocket
+from quart import Blueprint, Response, websocket
 
-from ..actors.hub import Hub
-from ..core.views import instance_view
+from ..core.views import encode_frame, instance_view
 from .auth import AuthError, decode_user_token
-from .services import Services
+from .context import WebContext, context
 
 sockets = Blueprint("sockets", __name__)
 
@@ -28,7 +27,7 @@ MAX_CLIENT_FRAME = 4096
 PONG = json.dumps({"type": "pong"})
 
 
-def _origin_allowed(svc: Services) -> bool:
+def _origin_allowed(svc: WebContext) -> bool:
     origin = websocket.headers.get("Origin")
     if not origin:
         return True  # not a browser: the token is the only credential that matters
@@ -44,7 +43,8 @@ def _reject(status: int, code: str, message: str) -> Response:
 
 @sockets.websocket("/ws")
 async def browser_socket() -> Response | None:
-    svc: Services = current_app.extensions["auzap"]
+    svc = context()
+    actors = svc.actors
     if not _origin_allowed(svc):
         return _reject(403, "forbidden_origin", "This origin may not open the socket.")
     try:
@@ -52,11 +52,10 @@ async def browser_socket() -> Response | None:
     except AuthError as exc:
         return _reject(401, exc.code, exc.message)
     await websocket.accept()
-    org = str(user.organization_id) if user.organization_id else None
-    with svc.hub.subscribe(str(user.user_id), org) as sub:
-        snapshot = await svc.instances.find_user_instance(user)
-        view = instance_view(snapshot, svc.now()) if snapshot else None
-        await websocket.send(Hub.encode("snapshot", view))
+    with actors.subscribe(user) as sub:
+        snapshot = await actors.find_user_instance(user)
+        view = instance_view(snapshot, actors.now()) if snapshot else None
+        await websocket.send(encode_frame("snapshot", view))
 
         async def read_client() -> None:
             while True:

@@ -160,6 +160,25 @@ class Batch:
     live: bool = True  # False for history sync: stored, not pushed as new messages
     notes: tuple[str, ...] = field(default=())  # items skipped on purpose (broadcasts...)
 
+    def summary(self) -> str:
+        """What the batch holds, in words: `2 messages, 1 contact`."""
+        parts = [
+            f"{len(items)} {name}{'' if len(items) == 1 else 's'}"
+            for name, items in (
+                ("alias", self.aliases),
+                ("contact", self.contacts),
+                ("chat", self.chats),
+                ("group", self.groups),
+                ("message", self.messages),
+                ("receipt", self.receipts),
+                ("edit", self.edits),
+                ("chat deletion", self.deleted_chats),
+                ("presence", self.presences),
+            )
+            if items
+        ]
+        return ", ".join(parts) or "nothing (every item skipped)"
+
 
 # ---- helpers ----------------------------------------------------------------------------------
 

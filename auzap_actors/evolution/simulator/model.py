@@ -19,7 +19,7 @@ from typing import Any
 import segno
 import trio
 
-from ..events import ALLOWED_WEBHOOK_EVENTS
+from ...core.events import ALLOWED_WEBHOOK_EVENTS
 
 RECONNECT_CODES = frozenset({408, 411, 428, 440, 500, 503, 515})
 LOGOUT_CODES = frozenset({401, 403})  # status.instance + logout.instance + creds wiped

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..events import ALLOWED_WEBHOOK_EVENTS
+from ...core.events import ALLOWED_WEBHOOK_EVENTS
 from .model import SimHTTPError
 
 INTEGRATIONS = ("WHATSAPP-BAILEYS", "WHATSAPP-BUSINESS", "EVOLUTION")

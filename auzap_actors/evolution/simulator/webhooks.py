@@ -26,7 +26,7 @@ import httpx
 import jwt
 import trio
 
-from ..events import event_key, event_slug
+from ...core.events import event_key, event_slug
 from .model import Instance, SimulatorConfig, now_iso
 from .tasks import Spawner
 

@@ -1,0 +1,37 @@
+"""What every instance actor shares: the pool, the Evolution client, the hub, the settings of
+the health policy and the node-wide limit on connects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..core.events import WEBHOOK_EVENTS
+from ..core.health import HealthPolicy
+from ..core.webhook import WEBHOOK_SECRET_HEADER
+from ..evolution.client import EvolutionClient
+from ..evolution.types import WebhookConfig
+from .hub import Hub
+
+
+@dataclass(slots=True)
+class ActorDeps:
+    pool: Any
+    evolution: EvolutionClient
+    hub: Hub
+    webhook_secret: str
+    webhook_base_url: str = ""  # set by the launcher once the HTTP port is bound
+    now: Callable[[], float] = trio.current_time  # replaced by wall-clock time in serve
+    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
+    # Node-wide bound on concurrent connect/restart calls (boot resumes, reconnects, users).
+    connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
+
+    def webhook_config(self) -> WebhookConfig:
+        return WebhookConfig(
+            url=f"{self.webhook_base_url}/api/webhook/whatsapp",
+            events=WEBHOOK_EVENTS,
+            headers={WEBHOOK_SECRET_HEADER: self.webhook_secret},
+        )

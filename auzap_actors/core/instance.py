@@ -1,0 +1,514 @@
+"""The whole per-instance decision as one pure step.
+
+``step(snapshot, input, now, policy, jitter_sample) -> (snapshot, effects)``: no I/O, no clock
+reads, no randomness of its own.  The instance actor feeds it inputs (webhook events, user
+commands, health-timer ticks, and the answers of the effects it carried out) and carries out
+the effects in order; an effect that asks Evolution something is answered by feeding the
+answer back as the next input.
+
+Rules (read these before changing ``step``)
+------------------------------------------
+
+* The state machine (``core.state``) hears webhooks and commands; the health policy
+  (``core.health``) hears checks.  The glue between them lives here and only here
+  (``health_event_for`` / ``state_event_for`` in ``core.health_sync``): when a check changes the
+  status, state and health change in the same step, so no snapshot ever shows ``open`` beside
+  a failed check.
+* ``Persist``, when present, is the first effect: the actor writes the new snapshot (with the
+  inbox row that carried the input, in one transaction) before it publishes anything, so a
+  browser never hears of a state that is not stored.  A new ``last_check_at`` alone is not
+  worth a write.
+* Everything pure that follows from one input (a give-up moving to ``needs_attention``, a
+  logout seen by a check, the start of an automatic reconnect) is folded into the same step;
+  the calls to Evolution come last, in order.
+* Notifications are frames of this step, never of the actor: "Reconnected" replaces
+  "connected" after an automatic reconnect, so the user hears one of them.
+* A logout is never followed by an automatic reconnect: the health policy stops expecting the
+  instance open (``expect_open``), and ``Tick`` does nothing until it is seen open again.
+  Only ``expect_open`` decides whether a tick checks.
+* Evolution's side: a connect for an instance Evolution does not have yet first creates it
+  (``EnsureCreated``, then the connect is fed again); a 404 from Evolution (``Forgotten``,
+  ``Observed(missing=True)``) makes the next connect or reconnect create it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from .health import (
+    Alert,
+    CheckNotOpen,
+    CheckOpen,
+    Decision,
+    EvolutionUnreachable,
+    GiveUp,
+    HealthEvent,
+    HealthPolicy,
+    HealthState,
+    Reconnect,
+    ReconnectAnswered,
+    Reconnected,
+    ReconnectFailed,
+    ReconnectStarted,
+    SessionEnded,
+    check_outcome,
+    on_event,
+)
+from .health_sync import health_event_for, state_event_for
+from .state import (
+    AttentionRequired,
+    CallConnect,
+    CallLogout,
+    ConnectionClosed,
+    ConnectionOpened,
+    ConnectRequested,
+    Event,
+    Notify,
+    QrUpdated,
+    ReconnectRequested,
+    ReportedClosed,
+    ReportedConnecting,
+    ReportedOpen,
+    transition,
+)
+from .views import InstanceSnapshot, qrcode_frame, status_frame
+
+# Every Nth health check reads fetchInstances (connectionStatus and disconnectionReasonCode)
+# instead of connectionState, which can report a stale state (evolution-api-v2.md §2.4).
+FULL_CHECK_EVERY = 5
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """The actor started from its stored snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The health timer fired."""
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """Evolution has the instance now (created, or adopted after a lost answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """Evolution answered 404 for the instance (its storage was reset)."""
+
+
+CheckPurpose = Literal["periodic", "boot", "reconcile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Evolution's answer to a ``RunCheck``: a connection state (``connection_state`` with the
+    reason code ``fetchInstances`` gives), ``missing`` (404), or ``unreachable`` (why)."""
+
+    purpose: CheckPurpose
+    connection_state: str | None = None
+    reason_code: int | None = None
+    missing: bool = False
+    unreachable: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectAnswered:
+    """Evolution's answer to ``CallConnect``: ``state`` open, or a QR (or neither yet)."""
+
+    state: str | None
+    qr: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeAnswered:
+    """Whether the session dropped while we were down opened again at boot."""
+
+    opened: bool
+    pending: HealthEvent  # what the boot check saw, judged if the resume did not open
+
+
+ReconnectResult = Literal["open", "qr", "pending", "unreachable", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectOutcome:
+    """Evolution's answer to ``CallReconnect``."""
+
+    result: ReconnectResult
+    qr: str | None = None
+    detail: str = ""
+    created: bool = False  # the instance was created in Evolution first
+
+
+Input = (
+    Event
+    | Boot
+    | Tick
+    | Created
+    | Forgotten
+    | Observed
+    | ConnectAnswered
+    | ResumeAnswered
+    | ReconnectOutcome
+)
+
+# ---- effects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Write the new snapshot (always the first effect when present)."""
+
+
+Audience = Literal["user", "org"]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A WebSocket frame for the instance's user or its organization."""
+
+    audience: Audience
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureCreated:
+    """Create (or adopt) the instance in Evolution; answered with ``Created``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """Feed this input once the effects before it succeeded."""
+
+    input: Input
+
+
+@dataclass(frozen=True, slots=True)
+class SyncWebhook:
+    """Make Evolution call back our current URL and secret; a 404 is answered ``Forgotten``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCheck:
+    """Ask Evolution for the instance's state (``full``: through fetchInstances); answered
+    with ``Observed``."""
+
+    purpose: CheckPurpose
+    full: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSession:
+    """Connect once a session that dropped while we were down; answered ``ResumeAnswered``."""
+
+    pending: HealthEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CallReconnect:
+    """Automatic reconnect ``attempt``: ``restart`` a session stuck connecting, else connect;
+    create the instance first when Evolution lost it.  Answered with ``ReconnectOutcome``."""
+
+    attempt: int
+    restart: bool
+    create_first: bool
+
+
+Effect = (
+    Persist
+    | Publish
+    | EnsureCreated
+    | Feed
+    | CallConnect
+    | CallLogout
+    | SyncWebhook
+    | RunCheck
+    | ResumeSession
+    | CallReconnect
+)
+
+
+# ---- the step -------------------------------------------------------------------------------
+
+
+def step(
+    snapshot: InstanceSnapshot,
+    item: Input,
+    now: float,
+    policy: HealthPolicy,
+    jitter_sample: float,
+) -> tuple[InstanceSnapshot, tuple[Effect, ...]]:
+    """One input: the next snapshot and the effects to carry out, in order.
+
+    ``now`` is epoch seconds; ``jitter_sample`` in [0, 1) is used for any delay this input
+    sets (ValueError outside).  Raises ``InvalidTransition`` only for a (status, event) pair
+    missing from the table, which the tests prove cannot happen.
+    """
+    run = _Step(snapshot, now, policy, jitter_sample)
+    run.take(item)
+    return run.result()
+
+
+def send_refusal(snapshot: InstanceSnapshot) -> str | None:
+    """Why a text cannot be sent now (None: it can)."""
+    state = snapshot.state
+    if state.is_connected:
+        return None
+    return f"WhatsApp is {state.status.value}, not connected."
+
+
+class _Step:
+    """The snapshot as it evolves within one step, and the effects gathered so far."""
+
+    def __init__(
+        self, snapshot: InstanceSnapshot, now: float, policy: HealthPolicy, jitter: float
+    ) -> None:
+        self.snap = snapshot
+        self.now = now
+        self.policy = policy
+        self.jitter = jitter
+        self.persist = False
+        self.frames: list[Effect] = []
+        self.calls: list[Effect] = []
+
+    def result(self) -> tuple[InstanceSnapshot, tuple[Effect, ...]]:
+        head: tuple[Effect, ...] = (Persist(),) if self.persist else ()
+        return self.snap, (*head, *self.frames, *self.calls)
+
+    def take(self, item: Input) -> None:
+        snap = self.snap
+        match item:
+            case ConnectRequested() if not snap.in_evolution:
+                self.calls += [EnsureCreated(), Feed(item)]
+            case Boot():
+                if not snap.in_evolution:
+                    return
+                self.calls.append(SyncWebhook())
+                if snap.health.expect_open:
+                    self._check_next("boot")
+                else:
+                    self.calls.append(RunCheck("reconcile", full=False))
+            case Tick():
+                # Also when Evolution forgot the instance: each check says "missing", and the
+                # reconnect the failures lead to creates it again.
+                if snap.health.expect_open:
+                    self._check_next("periodic")
+            case Created():
+                self.snap = replace(snap, in_evolution=True)
+            case Forgotten():
+                self.snap = replace(snap, in_evolution=False)
+            case Observed():
+                self._observed(item)
+            case ConnectAnswered(state=state, qr=qr):
+                if state == "open":
+                    self._apply(ConnectionOpened())
+                elif qr:
+                    self._apply(QrUpdated(qr))
+                # Otherwise ({"count": 0}) the QR arrives later on the qrcode.updated webhook.
+            case ResumeAnswered(opened=opened, pending=pending):
+                self._health(CheckOpen() if opened else pending)
+            case ReconnectOutcome():
+                self._reconnect_outcome(item)
+            case _:
+                self._apply(item)
+
+    # ---- checks -----------------------------------------------------------------------------
+
+    def _check_next(self, purpose: CheckPurpose) -> None:
+        due = self.snap.full_check_in
+        self.snap = replace(self.snap, full_check_in=FULL_CHECK_EVERY - 1 if due <= 0 else due - 1)
+        self.calls.append(RunCheck(purpose, full=due <= 0))
+
+    def _observed(self, seen: Observed) -> None:
+        if seen.purpose == "reconcile":
+            self._reconcile(seen)
+            return
+        if seen.missing:
+            self.snap = replace(self.snap, in_evolution=False, last_observed="missing")
+            event: HealthEvent = CheckNotOpen("missing")
+        elif seen.unreachable is not None or seen.connection_state is None:
+            event = EvolutionUnreachable(seen.unreachable or "no answer")
+        else:
+            self.snap = replace(self.snap, last_observed=seen.connection_state)
+            event = check_outcome(seen.connection_state, seen.reason_code)
+        if seen.purpose == "boot" and isinstance(event, CheckNotOpen):
+            if self.snap.last_observed == "close":
+                # Evolution resumes open sessions at its own start; one that closed while we
+                # were down is resumed once here, before any failure is counted.
+                self.calls.append(ResumeSession(event))
+                return
+        self._health(event)
+
+    def _reconcile(self, seen: Observed) -> None:
+        """Align the status with Evolution's for an instance not expected open."""
+        if seen.missing:
+            self.snap = replace(self.snap, in_evolution=False)
+            self._apply(ReportedClosed())
+            return
+        reported: dict[str | None, Event] = {
+            "open": ReportedOpen(),
+            "connecting": ReportedConnecting(),
+            "close": ReportedClosed(),
+        }
+        event = reported.get(seen.connection_state)
+        if event is not None:
+            self._apply(event)
+
+    def _reconnect_outcome(self, outcome: ReconnectOutcome) -> None:
+        if outcome.created:
+            self.snap = replace(self.snap, in_evolution=True)
+        match outcome.result:
+            case "open":
+                self._apply(ReportedOpen())
+            case "qr" if outcome.qr:
+                # The session is gone on Evolution's side: only the user can scan a new QR.
+                self._apply(QrUpdated(outcome.qr))
+                self._notify(SCAN_AGAIN)
+            case "unreachable":
+                self._health(EvolutionUnreachable(outcome.detail))
+            case _:
+                self._health(ReconnectAnswered(opened=False))
+
+    # ---- the state machine and the health policy, kept in step -----------------------------
+
+    def _apply(
+        self,
+        event: Event,
+        health_update: tuple[HealthState, tuple[Decision, ...]] | None = None,
+    ) -> None:
+        """Run one event through the state machine and what it tells the health policy.
+
+        ``health_update`` is the policy's verdict when a check caused the event: it replaces
+        what the transition would tell the policy, so state and health change together."""
+        old = self.snap
+        state, effects = transition(old.state, event, self.now)
+        health: HealthState = old.health
+        decisions: tuple[Decision, ...] = ()
+        if health_update is not None:
+            health, decisions = health_update
+        elif (told := health_event_for(old.state, state, event)) is not None:
+            health, decisions = on_event(old.health, told, self.now, self.policy, self.jitter)
+        if state != old.state or health != old.health:
+            self.snap = replace(old, state=state, health=health, updated_at=self.now)
+            self.persist = True
+        self._status_frames(old, self.snap)
+        reconnected = any(isinstance(d, Reconnected) for d in decisions)
+        for effect in effects:
+            if isinstance(effect, Notify):
+                if not (reconnected and effect.kind == "connected"):
+                    self._notify(effect)
+            else:
+                self.calls.append(effect)
+        for decision in decisions:
+            self._decide(decision)
+
+    def _health(self, event: HealthEvent) -> None:
+        """Feed the health policy one event; a status it changes goes through the machine."""
+        old = self.snap
+        health, decisions = on_event(old.health, event, self.now, self.policy, self.jitter)
+        state_event = state_event_for(event, old.state.status, health)
+        if state_event is not None:
+            self._apply(state_event, health_update=(health, decisions))
+            return
+        if health != old.health:
+            self.snap = replace(old, health=health, updated_at=self.now)
+            if replace(old.health, last_check_at=None) != replace(health, last_check_at=None):
+                self.persist = True
+        for decision in decisions:
+            self._decide(decision)
+
+    def _decide(self, decision: Decision) -> None:
+        match decision:
+            case Alert(failures=failures):
+                self._notify(alert_notice(failures))
+            case Reconnect(attempt=attempt):
+                self._notify(reconnecting_notice(attempt))
+                self._health(ReconnectStarted())
+                self._apply(ReconnectRequested())
+                self.calls.append(
+                    CallReconnect(
+                        attempt,
+                        restart=self.snap.last_observed == "connecting",
+                        create_first=not self.snap.in_evolution,
+                    )
+                )
+            case Reconnected():
+                self._notify(RECONNECTED)
+            case ReconnectFailed(next_in_s=next_in) if next_in is not None:
+                self._notify(reconnect_failed_notice(next_in))
+            case ReconnectFailed():
+                pass  # the last attempt: the GiveUp that follows says it
+            case GiveUp(reason=reason):
+                self._apply(AttentionRequired(reason))
+            case SessionEnded(reason_code=code):
+                self._apply(ConnectionClosed(code))
+
+    # ---- frames -----------------------------------------------------------------------------
+
+    def _status_frames(self, old: InstanceSnapshot, new: InstanceSnapshot) -> None:
+        if (old.state.status, old.state.phone_number) != (new.state.status, new.state.phone_number):
+            frame = status_frame(new)
+            self.frames += [Publish("user", "status", frame), Publish("org", "org.status", frame)]
+        if new.state.qr_code is not None and new.state.qr_code != old.state.qr_code:
+            self.frames.append(Publish("user", "qrcode", qrcode_frame(new)))
+
+    def _notify(self, note: Notify) -> None:
+        self.frames.append(Publish("user", "notification", notification_frame(note)))
+
+
+# ---- what users read ------------------------------------------------------------------------
+
+
+def notification_frame(note: Notify) -> dict[str, Any]:
+    """Data of the `notification` WebSocket frame (CONTRACT §4)."""
+    return {
+        "level": note.level,
+        "title": note.title,
+        "message": note.message,
+        "action": note.action,
+    }
+
+
+def alert_notice(failures: int) -> Notify:
+    return Notify(
+        "warning",
+        "WhatsApp connection problem",
+        f"WhatsApp failed {failures} health checks in a row; it will be reconnected"
+        " automatically if it does not come back.",
+        action="reconnect",
+    )
+
+
+def reconnecting_notice(attempt: int) -> Notify:
+    return Notify(
+        "info",
+        "Reconnecting WhatsApp",
+        f"Reconnecting automatically (attempt {attempt}).",
+        action="reconnect",
+    )
+
+
+def reconnect_failed_notice(next_in_s: float) -> Notify:
+    return Notify(
+        "warning",
+        "Reconnect failed",
+        f"WhatsApp did not come back; the next try is in {next_in_s:.0f} s.",
+        action="reconnect",
+    )
+
+
+RECONNECTED = Notify(
+    "info", "WhatsApp reconnected", "WhatsApp is connected again.", action="reconnect"
+)
+SCAN_AGAIN = Notify(
+    "warning",
+    "Scan the QR code again",
+    "WhatsApp lost its session; scan the new QR code to reconnect.",
+    kind="qr_expired",
+)
