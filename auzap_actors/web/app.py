@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from quart import Response
+import trio
+from quart import Request, Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -28,6 +29,29 @@ from .webhooks import webhooks
 from .ws import sockets
 
 log = logging.getLogger(__name__)
+
+
+async def body_fully_received(req: Request, grace: float = 0.05) -> bool:
+    """Whether all of the request's body has arrived.
+
+    A request without Content-Length or Transfer-Encoding has none.  Otherwise this reads the
+    state quart's `Body` keeps privately (quart 0.22): its completion event is set at the last
+    chunk, or early, together with `_must_raise`, when the body went over the size limit; if
+    those attributes ever go away the answer is "no", which only costs a reconnect.  The last
+    chunk reaches the body in another task of the request: a handler that answers without a
+    pause (a 401 before reading) is ahead of it even when the client sent everything, so a
+    body that is not over the limit gets `grace` seconds to complete.
+    """
+    if not req.content_length and "Transfer-Encoding" not in req.headers:
+        return True
+    body = req.body
+    complete = getattr(body, "_complete", None)
+    if complete is None:
+        return False
+    if not complete.is_set() and getattr(body, "_must_raise", None) is None:
+        with trio.move_on_after(grace):
+            await complete.wait()
+    return bool(complete.is_set() and getattr(body, "_must_raise", None) is None)
 
 
 def create_app(svc: WebContext) -> QuartTrio:
@@ -98,6 +122,19 @@ def create_app(svc: WebContext) -> QuartTrio:
         return error_response(
             500, "internal_error", f"Internal error; reference {error_id} in the service log."
         )
+
+    @app.after_request
+    async def _close_if_body_unread(response: Response) -> Response:
+        # An answer sent before the request body arrived (401 before reading it, 413 over the
+        # limit, any error) leaves the rest of that body on the wire: the HTTP/1.x connection
+        # cannot carry another request.  hypercorn means to close it, but its close runs in the
+        # request's task, which quart-trio cancels on the disconnect hypercorn sends just before:
+        # the socket stays open and a keep-alive client's next request on it is never answered.
+        # "Connection: close" tells the client not to reuse it; when the client closes,
+        # hypercorn sees the EOF and closes its side.
+        if request.http_version in ("1.0", "1.1") and not await body_fully_received(request):
+            response.headers["Connection"] = "close"
+        return response
 
     @app.after_request
     async def _headers(response: Response) -> Response:
