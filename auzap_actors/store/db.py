@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+import trio
+import trio_asyncio
 import triopg
 
 
@@ -46,3 +49,55 @@ async def open_connection(dsn: str) -> AsyncIterator[Any]:
             "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
         )
         yield conn
+
+
+class DirectConnection:
+    """One asyncpg connection driven from trio, for a task that owns it and replaces it when it
+    dies (the inbox writer).
+
+    Not triopg's connection: triopg shields an unbounded `close()` from cancellation, and a
+    close towards a peer that stopped answering (a dead TCP link) waits until the kernel gives
+    up, minutes later.  Here `abort()` drops the socket at once and `close()` is bounded.
+    Calls must run inside `trio_asyncio.open_loop()`.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, timeout_s: float, server_settings: dict[str, str] | None = None
+    ) -> DirectConnection:
+        """Connect within `timeout_s` (asyncpg's timeout, plus trio's as a backstop)."""
+        with trio.fail_after(timeout_s + 1):
+            raw = await trio_asyncio.aio_as_trio(asyncpg.connect)(
+                dsn, timeout=timeout_s, server_settings=server_settings
+            )
+        return cls(raw)
+
+    def __repr__(self) -> str:
+        return f"<DirectConnection closed={self.is_closed()}>"
+
+    def is_closed(self) -> bool:
+        return bool(self._raw.is_closed())
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await trio_asyncio.aio_as_trio(self._raw.fetch)(query, *args)
+        return rows
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        return await trio_asyncio.aio_as_trio(self._raw.fetchval)(query, *args)
+
+    def abort(self) -> None:
+        """Drop the socket without a goodbye: for a connection that failed or timed out."""
+        self._raw.terminate()
+
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Say goodbye to the server within `timeout_s`, else abort.  Runs shielded: it is
+        what a cancelled owner does on its way out."""
+        with trio.CancelScope(shield=True):
+            try:
+                # asyncpg aborts the socket itself when its close times out or fails.
+                await trio_asyncio.aio_as_trio(self._raw.close)(timeout=timeout_s)
+            except Exception:
+                self.abort()
