@@ -30,11 +30,6 @@ class DrainInbox:
 
 
 @dataclass(frozen=True, slots=True)
-class Reconcile:
-    """Compare our state with Evolution's connectionState."""
-
-
-@dataclass(frozen=True, slots=True)
 class SendText:
     """Send a text through Evolution; replies with the stored MessageView."""
 
