@@ -11,9 +11,10 @@ and the instance's actor serialises everything done with Evolution.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,12 @@ from ..core.naming import instance_name_for
 from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
 from ..evolution.client import EvolutionClient
-from ..store import instances
+from ..store import inbox, instances
+from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
 from .hub import Hub, Subscription
-from .mailbox import ActorError, ActorUnavailable, CallTimeout, MailboxFull
+from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
 from .messages import Connect, DeleteInstance, Logout, NotConnected, SendText
 from .supervisor import Child, Supervisor
 
@@ -36,6 +38,7 @@ __all__ = [
     "ActorUnavailable",
     "Actors",
     "CallTimeout",
+    "DatabaseUnavailable",
     "EventRejected",
     "IntakeUnavailable",
     "MailboxFull",
@@ -62,6 +65,20 @@ class IntakeUnavailable(ActorError):
 
 class UnknownActor(ActorError):
     """No actor by that name on this node: 404."""
+
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def _database() -> AsyncIterator[None]:
+    """A database that is away right now is a 503 (retry), never a 500."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise DatabaseUnavailable("The database is not reachable now; retry shortly.") from exc
+        raise
 
 
 class Actors:
@@ -108,15 +125,17 @@ class Actors:
         child = self.supervisor.get(instance_name_for(user.user_id))
         if child is not None and child.snapshot is not None and not child.deleted:
             return child.snapshot
-        record = await instances.find_by_user(self._pool, user.user_id)
+        async with _database():
+            record = await instances.find_by_user(self._pool, user.user_id)
         return record.snapshot() if record else None
 
     async def ensure_user_instance(self, user: UserRef) -> str:
         """The user's row exists and its actor runs; returns the instance name."""
         name = instance_name_for(user.user_id)
-        record, _created = await instances.ensure_instance(
-            self._pool, name, user.user_id, user.organization_id
-        )
+        async with _database():
+            record, _created = await instances.ensure_instance(
+                self._pool, name, user.user_id, user.organization_id
+            )
         await self.supervisor.ensure_actor(record.instance_name)
         return record.instance_name
 
@@ -129,7 +148,8 @@ class Actors:
 
     async def _user_call(self, user: UserRef, message: Any) -> Any:
         """Ask the user's actor; UnknownActor when the user has no instance."""
-        record = await instances.find_by_user(self._pool, user.user_id)
+        async with _database():
+            record = await instances.find_by_user(self._pool, user.user_id)
         if record is None:
             raise UnknownActor("You have no WhatsApp instance.")
         return await self.supervisor.call(record.instance_name, message, self.call_timeout_s)
@@ -154,15 +174,19 @@ class Actors:
         self, user: UserRef, limit: int, before: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the user's conversations, newest first (BadCursor for a foreign cursor)."""
-        return await list_conversations(self._pool, instance_name_for(user.user_id), limit, before)
+        async with _database():
+            return await list_conversations(
+                self._pool, instance_name_for(user.user_id), limit, before
+            )
 
     async def messages(
         self, user: UserRef, conversation_id: uuid.UUID, limit: int, before: str | None
     ) -> tuple[list[dict[str, Any]], str | None] | None:
         """A page of one of the user's conversations; None if it is not theirs."""
-        return await list_messages(
-            self._pool, instance_name_for(user.user_id), conversation_id, limit, before
-        )
+        async with _database():
+            return await list_messages(
+                self._pool, instance_name_for(user.user_id), conversation_id, limit, before
+            )
 
     @contextmanager
     def subscribe(self, user: UserRef) -> Iterator[Subscription]:
@@ -173,8 +197,9 @@ class Actors:
 
     # ---- operators -------------------------------------------------------------------------
 
-    def tree(self) -> dict[str, Any]:
-        """`/admin/tree` (CONTRACT §6)."""
+    async def tree(self) -> dict[str, Any]:
+        """`/admin/tree` (CONTRACT §6), with each actor's inbox rows settled as failed."""
+        failed = await self._failed_rows()
         now = self.now()
         supervisor = self.supervisor
         return {
@@ -195,8 +220,23 @@ class Actors:
                 },
                 "evolution_breaker": self._evolution.breaker.snapshot(),
             },
-            "actors": [self._entry(c, now) for c in sorted(supervisor.children(), key=_name)],
+            "actors": [
+                {**self._entry(c, now), "failed_rows": _failed_of(failed, c.name)}
+                for c in sorted(supervisor.children(), key=_name)
+            ],
+            "failed_rows_unknown": failed is None,
         }
+
+    async def _failed_rows(self) -> dict[str, dict[str, Any]] | None:
+        """Failed inbox rows per instance; None while the database does not answer (the tree
+        is what an operator reads during an outage)."""
+        try:
+            with trio.fail_after(2):
+                return await inbox.failed_rows(self._pool)
+        except Exception as exc:
+            if is_transient(exc):
+                return None
+            raise
 
     def _entry(self, child: Child, now: float) -> dict[str, Any]:
         # One node owns every actor until leases exist (DESIGN §7): no epoch yet.
@@ -232,9 +272,24 @@ class Actors:
             reasons.append("supervisor not running")
         if not self.inbox_writer.running:
             reasons.append("webhook inbox writer not running")
-        # An open circuit to Evolution is reported, not a reason to take this node out of
-        # service: webhooks are still stored and the API still answers from the database.
-        return {"reasons": reasons, "evolution": self._evolution.breaker.snapshot()}
+        # An open circuit to Evolution, parked actors and actors waiting for the database are
+        # reported, not reasons to take this node out of service: webhooks are still stored
+        # and every other instance still works.
+        statuses = [c.status for c in self.supervisor.children()]
+        return {
+            "reasons": reasons,
+            "evolution": self._evolution.breaker.snapshot(),
+            "actors": {
+                "parked": statuses.count("crashed"),
+                "waiting_for_database": statuses.count("waiting_for_database"),
+            },
+        }
+
+
+def _failed_of(failed: dict[str, dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
+    if failed is None:
+        return None
+    return failed.get(name, {"count": 0, "latest": []})
 
 
 def _name(child: Child) -> str:

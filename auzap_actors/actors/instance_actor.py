@@ -4,7 +4,9 @@ The actor loads its snapshot when it starts, then takes one input at a time (its
 webhook inbox, its health timer), asks `core.instance.step` what follows, and carries out the
 effects in order: it writes, publishes, calls Evolution, and feeds each answer back as the
 next input.  Expected failures (Evolution down, a malformed event) are answered or recorded;
-only a bug escapes `run`, and the supervisor restarts the actor from the database.
+only a bug escapes `run`, and the supervisor restarts the actor from the database.  So does a
+database that went away (a transient error): the supervisor waits for it without counting a
+crash, and the actor starts again from what was committed, the unapplied inbox rows in order.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ from ..core.webhook import WebhookError
 from ..evolution.errors import EvolutionError
 from ..store import inbox, instances
 from ..store import messages as messages_store
+from ..store.faults import is_transient
 from . import evolution_side, messaging
 from .deps import ActorDeps
 from .health_timer import health_timer
-from .mailbox import Letter, Mailbox, reply
+from .mailbox import DatabaseUnavailable, Letter, Mailbox, reply
 from .messages import (
     Barrier,
     Connect,
@@ -60,6 +63,10 @@ from .messages import (
 )
 
 log = logging.getLogger(__name__)
+
+# A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
+# behind it wait at most that long.
+ROW_RETRY_S = 0.1
 
 
 class Started(Protocol):
@@ -120,7 +127,10 @@ class InstanceActor:
             # Expected refusals: the caller learns why, the actor lives on.
             reply(letter, False, exc)
         except Exception as exc:
-            reply(letter, False, exc)
+            if is_transient(exc):
+                reply(letter, False, DatabaseUnavailable("The database is not reachable now."))
+            else:
+                reply(letter, False, exc)
             raise
         else:
             reply(letter, True, result)
@@ -232,22 +242,48 @@ class InstanceActor:
                 await self._apply_row(row)
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
+        """Apply one row, retried in place (the rows behind it wait) until it is applied or
+        settled as failed.  A transient database error escapes: the row stays pending."""
+        attempts: int | None = row.attempts
+        while True:
+            try:
+                await self._apply_row_once(row)
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # A bug, or a value the database refuses: recorded, retried a few times, then
+                # settled as failed so that it cannot block the rows behind it forever.
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("error %s applying inbox row %s of %s", error_id, row.id, self.name)
+                attempts = await inbox.record_failure(
+                    self.deps.pool, row.id, f"[{error_id}] {exc!r}"
+                )
+                if attempts is None:
+                    return  # applied before the error (a failing effect): nothing to retry
+                if attempts >= inbox.MAX_ATTEMPTS:
+                    log.error(
+                        "inbox row %s of %s failed %d times; settled as failed (last error %s)",
+                        row.id,
+                        self.name,
+                        attempts,
+                        error_id,
+                    )
+                    return
+                await trio.sleep(ROW_RETRY_S * 2 ** (attempts - 1))
+
+    async def _apply_row_once(self, row: inbox.InboxRow) -> None:
         pool = self.deps.pool
         data = row.payload.get("data") if isinstance(row.payload, dict) else None
         try:
-            match classify(row.event, data):
-                case Records(batch=batch):
-                    await messaging.apply_batch(self.deps, self.snapshot, batch, inbox_row=row.id)
-                case StateChange(event=event):
-                    await self.feed(event, inbox_row=row.id)
-                case Unhandled():
-                    await inbox.mark_done(pool, row.id, "unhandled")
+            route = classify(row.event, data)
         except WebhookError as exc:
             await inbox.mark_done(pool, row.id, "invalid", exc.message)
-        except EvolutionError as exc:
-            await inbox.record_failure(pool, row.id, str(exc))
-        except Exception as exc:
-            # A bug: keep the row with its error for replay, and never block later events.
-            error_id = uuid.uuid4().hex[:12]
-            log.exception("error %s applying inbox row %s of %s", error_id, row.id, self.name)
-            await inbox.record_failure(pool, row.id, f"[{error_id}] {exc!r}")
+            return
+        match route:
+            case Records(batch=batch):
+                await messaging.apply_batch(self.deps, self.snapshot, batch, inbox_row=row.id)
+            case StateChange(event=event):
+                await self.feed(event, inbox_row=row.id)
+            case Unhandled():
+                await inbox.mark_done(pool, row.id, "unhandled")

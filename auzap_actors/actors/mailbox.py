@@ -25,6 +25,10 @@ class ActorUnavailable(ActorError):
     """The actor is parked after a crash loop, stopped, or not started."""
 
 
+class DatabaseUnavailable(ActorUnavailable):
+    """The database is not reachable right now: answered 503 + Retry-After, nothing lost."""
+
+
 class CallTimeout(ActorError):
     pass
 

@@ -1,5 +1,7 @@
 """The supervisor: one child task per instance actor, restarts with backoff under a restart
-budget, parks an actor that keeps crashing, and never lets one actor's failure reach another.
+budget, parks an actor that keeps crashing and revives it after a growing cool-down, waits out
+a database outage without counting it as a crash, and never lets one actor's failure reach
+another.
 
 Background work runs in the supervisor's own nursery (started by the launcher), never in
 quart-trio's `app.nursery`, whose failures would be silent.
@@ -8,29 +10,46 @@ quart-trio's `app.nursery`, whose failures would be silent.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import trio
 
-from ..core.supervision import RestartPolicy, decide_restart
+from ..core.supervision import RestartPolicy, decide_restart, outage_delay, park_delay
 from ..core.views import InstanceSnapshot, health_view
 from ..store import inbox, instances
 from ..store.doorbell import Doorbell
+from ..store.faults import is_transient
 from .deps import ActorDeps
-from .instance_actor import InstanceActor, InstanceGone
-from .mailbox import ActorUnavailable, Mailbox
+from .instance_actor import InstanceActor, InstanceGone, Started
+from .mailbox import ActorUnavailable, DatabaseUnavailable, Mailbox
 from .messages import DrainInbox
 
 log = logging.getLogger(__name__)
 
-ActorStatus = Literal["starting", "running", "restarting", "crashed", "stopped"]
+ActorStatus = Literal[
+    "starting", "running", "restarting", "waiting_for_database", "crashed", "stopped"
+]
+
+
+class Actor(Protocol):
+    async def run(self, *, task_status: Started) -> None: ...
+
+
+# How the supervisor makes an actor: InstanceActor's constructor, or a fake in unit tests.
+ActorFactory = Callable[[str, ActorDeps, Mailbox, Callable[[InstanceSnapshot], None]], Actor]
 
 
 class NotReady(ActorUnavailable):
     """The supervisor is not running yet (start-up) or any more (shutdown)."""
+
+
+# Statuses in which an actor takes letters (and the inbox's doorbell).
+ACCEPTING = ("running", "starting", "restarting")
 
 
 @dataclass(eq=False)
@@ -47,6 +66,8 @@ class Child:
     restarts: int = 0
     last_error: str | None = None
     crash_history: tuple[float, ...] = ()
+    parkings: int = 0  # times the restart budget was spent; each parking cools down longer
+    revive_at: float | None = None  # epoch seconds when a parked actor comes back
     gone: bool = False  # the instance's row was not found when the actor started
     started_at: float = field(default_factory=time.time)
     ready: trio.Event = field(default_factory=trio.Event)
@@ -76,11 +97,17 @@ class Child:
             "status": snap.state.status.value if snap else None,
             "mailbox": self.mailbox.stats(),
             "restarts": self.restarts,
+            "parkings": self.parkings,
+            "revive_at": self.revive_at,
             "last_error": self.last_error,
             "health": health_view(snap, now) if snap else None,
         }
 
     def check_available(self) -> None:
+        if self.status == "waiting_for_database":
+            raise DatabaseUnavailable(
+                f"the actor of {self.name} waits for the database to come back; retry shortly"
+            )
         if self.status in ("crashed", "stopped"):
             raise ActorUnavailable(f"the actor of {self.name} is {self.status}")
 
@@ -93,8 +120,10 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         mailbox_capacity: int = 64,
         boot_concurrency: int = 8,
+        actor_factory: ActorFactory = InstanceActor,
     ) -> None:
         self.deps = deps
+        self.actor_factory = actor_factory
         self.policy = policy or RestartPolicy()
         self.mailbox_capacity = mailbox_capacity
         self.boot_concurrency = boot_concurrency
@@ -123,7 +152,7 @@ class Supervisor:
                 self._nursery = nursery
                 self.running = True
                 task_status.started()
-                await self._boot()
+                await self._retry_while_database_is_away("boot", self._boot)
                 while doorbell is not None:
                     self.notify_inbox(await doorbell.wait())
                 await trio.sleep_forever()
@@ -170,6 +199,8 @@ class Supervisor:
         if self._nursery is None:
             raise NotReady("the supervisor is not running")
         child = self._children.get(name)
+        if revive and child is not None and child.status == "crashed":
+            await self.stop_actor(name)  # parked: the operator does not wait for the cool-down
         if child is not None and child.deleted:
             # The instance was deleted, and its actor may still be ending: a row created since
             # is a new instance, with a new actor and a mailbox of its own.
@@ -185,9 +216,9 @@ class Supervisor:
             self._children[name] = child
             self._nursery.start_soon(self._supervise, child)
         await child.ready.wait()
+        child.check_available()
         if child.deleted or child.snapshot is None:
             raise ActorUnavailable(f"instance {name} does not exist")
-        child.check_available()
         return child
 
     async def call(self, name: str, message: Any, timeout: float) -> Any:
@@ -220,11 +251,12 @@ class Supervisor:
         """Rows were committed for these instances: their actors drain them."""
         for name in names:
             child = self._children.get(name)
-            if child is not None and child.status in ("running", "starting", "restarting"):
+            if child is not None and child.status in ACCEPTING:
                 child.mailbox.ring(DrainInbox())
             elif self._nursery is not None and child is None:
                 self._nursery.start_soon(self._route_unknown, name)
-            # A stopped or parked actor drains its rows when an operator starts it again.
+            # A stopped or parked actor drains its rows when it starts again, and one waiting
+            # for the database drains them when it is back.
 
     async def _route_unknown(self, name: str) -> None:
         """Rows for a name without an actor: start it, or flag the rows as orphans.  Runs in
@@ -244,20 +276,23 @@ class Supervisor:
         with trio.CancelScope() as scope:
             child.cancel_scope = scope
             await self._supervise_loop(child)
-        if scope.cancelled_caught or child.status not in ("crashed",):
-            child.status = "stopped"
+        child.status = "stopped"
         child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is {child.status}"))
         child.ready.set()
         child.stopped.set()
 
     async def _supervise_loop(self, child: Child) -> None:
-        """Run the actor; restart it after a crash until the restart budget is spent."""
+        """Run the actor.  A database outage is waited out (the budget untouched, the mailbox
+        kept); a crash is restarted until the budget is spent; then the actor is parked and
+        revived after a cool-down that grows with each parking."""
+        outages = 0
         while True:
             child.status = "starting" if child.restarts == 0 else "restarting"
             log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
+            ready = _Ready(child)
             try:
-                actor = InstanceActor(child.name, self.deps, child.mailbox, child.publish)
-                await actor.run(task_status=_Ready(child))
+                actor = self.actor_factory(child.name, self.deps, child.mailbox, child.publish)
+                await actor.run(task_status=ready)
                 return
             except InstanceGone:
                 child.gone = True
@@ -265,19 +300,72 @@ class Supervisor:
             except Exception as exc:
                 if child.deleted:
                     return
-                error_id = uuid.uuid4().hex[:12]
                 cause = _root_cause(exc)
-                child.last_error = f"[{error_id}] {type(cause).__name__}: {cause}"
-                log.error("actor %s crashed (error %s)", child.name, error_id, exc_info=exc)
-                decision = decide_restart(child.crash_history, trio.current_time(), self.policy)
-                child.crash_history = decision.history
-                if not decision.restart:
-                    child.status = "crashed"
-                    log.error("actor %s parked: restart budget spent", child.name)
+                if is_transient(cause):
+                    # An actor that had started begins a new outage; one that could not even
+                    # load its state waits longer each time.
+                    outages = 1 if ready.fired else outages + 1
+                    await self._wait_for_database(child, cause, outages)
+                    continue
+                outages = 0
+                if not await self._after_crash(child, exc, cause):
                     return
-                child.restarts += 1
-                child.status = "restarting"
-                await trio.sleep(decision.delay_s)
+
+    async def _wait_for_database(self, child: Child, cause: BaseException, outages: int) -> None:
+        child.status = "waiting_for_database"
+        child.last_error = f"waiting for the database: {type(cause).__name__}: {cause}"
+        child.ready.set()  # callers get DatabaseUnavailable (503) instead of waiting
+        delay = outage_delay(outages, self.policy, random.random())
+        log.warning(
+            "actor %s waits %.1f s for the database (%s: %s)",
+            child.name,
+            delay,
+            type(cause).__name__,
+            cause,
+        )
+        await trio.sleep(delay)
+
+    async def _after_crash(self, child: Child, exc: BaseException, cause: BaseException) -> bool:
+        """Count a crash; False when the actor must end (never: a parked one is revived)."""
+        error_id = uuid.uuid4().hex[:12]
+        child.last_error = f"[{error_id}] {type(cause).__name__}: {cause}"
+        log.error("actor %s crashed (error %s)", child.name, error_id, exc_info=exc)
+        decision = decide_restart(child.crash_history, trio.current_time(), self.policy)
+        child.crash_history = decision.history
+        if decision.restart:
+            child.restarts += 1
+            child.status = "restarting"
+            await trio.sleep(decision.delay_s)
+            return True
+        child.parkings += 1
+        cool_down = park_delay(child.parkings, self.policy)
+        child.status = "crashed"
+        child.revive_at = time.time() + cool_down
+        child.ready.set()
+        child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is crashed"))
+        log.error("actor %s parked: restart budget spent; revived in %.0f s", child.name, cool_down)
+        await trio.sleep(cool_down)
+        child.crash_history, child.revive_at = (), None
+        child.restarts += 1
+        log.warning("reviving parked actor %s (parking %d)", child.name, child.parkings)
+        return True
+
+    async def _retry_while_database_is_away(
+        self, what: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run `work`; while the database is away, wait and run it again."""
+        failures = 0
+        while True:
+            try:
+                await work()
+                return
+            except Exception as exc:
+                if not is_transient(_root_cause(exc)):
+                    raise
+                failures += 1
+                delay = outage_delay(failures, self.policy, random.random())
+                log.warning("%s waits %.1f s for the database: %r", what, delay, exc)
+                await trio.sleep(delay)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -292,7 +380,9 @@ class _Ready:
 
     def __init__(self, child: Child) -> None:
         self.child = child
+        self.fired = False
 
     def started(self) -> None:
+        self.fired = True
         self.child.status = "running"
         self.child.ready.set()

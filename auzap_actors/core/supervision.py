@@ -1,4 +1,10 @@
-"""Restart intensity for supervised actors (OTP-style), as a pure decision."""
+"""Restart intensity for supervised actors (OTP-style), as pure decisions.
+
+A crash (a bug) is restarted with a growing delay until `max_restarts` crashes fall within
+`window_s`; then the actor is parked.  Parked is not forever: it is revived after a cool-down
+that grows with each parking (`park_delay`).  A dependency that is not there (the database
+restarting) is not a crash at all: the actor waits (`outage_delay`) and its budget is untouched.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ class RestartPolicy:
     window_s: float = 60.0
     backoff_base_s: float = 0.05
     backoff_cap_s: float = 5.0
+    park_base_s: float = 30.0  # the first parking's cool-down, doubled by each one after
+    park_cap_s: float = 600.0
+    outage_base_s: float = 0.2  # waiting for the database: first retry, doubled, capped
+    outage_cap_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +39,25 @@ def decide_restart(
         return RestartDecision(False, 0.0, recent)
     delay = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** (len(recent) - 1))
     return RestartDecision(True, delay, recent)
+
+
+def _doubling(count: int, base_s: float, cap_s: float) -> float:
+    if count < 1:
+        raise ValueError(f"count must be at least 1, not {count}")
+    return min(cap_s, base_s * 2.0 ** min(count - 1, 32))
+
+
+def park_delay(parkings: int, policy: RestartPolicy) -> float:
+    """The cool-down before a parked actor is revived, after its `parkings`-th parking
+    (30 s, 1 min, 2 min ... 10 min with the defaults)."""
+    return _doubling(parkings, policy.park_base_s, policy.park_cap_s)
+
+
+def outage_delay(failures: int, policy: RestartPolicy, jitter_sample: float) -> float:
+    """Before the `failures`-th retry of an actor waiting for the database; jittered by up to a
+    quarter so that a node's actors do not all come back in the same instant."""
+    if not 0 <= jitter_sample < 1:
+        raise ValueError(f"jitter_sample must be within [0, 1), not {jitter_sample}")
+    return _doubling(failures, policy.outage_base_s, policy.outage_cap_s) * (
+        1 + 0.25 * jitter_sample
+    )

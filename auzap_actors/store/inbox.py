@@ -50,11 +50,9 @@ async def fetch_pending(
 ) -> list[InboxRow]:
     rows = await db.fetch(
         "SELECT id, instance_name, event, payload, attempts FROM webhook_inbox"
-        " WHERE instance_name = $1 AND applied_at IS NULL AND id > $2 AND attempts < $3"
-        " ORDER BY id LIMIT $4",
+        " WHERE instance_name = $1 AND applied_at IS NULL AND id > $2 ORDER BY id LIMIT $3",
         instance_name,
         after_id,
-        MAX_ATTEMPTS,
         limit,
     )
     return [InboxRow(**dict(r.items())) for r in rows]
@@ -70,21 +68,43 @@ async def mark_done(db: Any, row_id: int, outcome: str, error: str | None = None
     )
 
 
-async def record_failure(db: Any, row_id: int, error: str) -> None:
-    """The row stays unapplied (replayed later, up to MAX_ATTEMPTS) with its error."""
-    await db.execute(
+async def record_failure(db: Any, row_id: int, error: str) -> int | None:
+    """One failed attempt at a pending row: its error and attempt count are kept.  Returns the
+    attempts so far, or None when the row is no longer pending (nothing to retry).  After
+    MAX_ATTEMPTS the row is settled as failed: outcome 'error' with an applied_at."""
+    attempts: int | None = await db.fetchval(
         "UPDATE webhook_inbox SET outcome = 'error', attempts = attempts + 1,"
-        " last_error = left($2, 2000) WHERE id = $1",
+        " last_error = left($2, 2000),"
+        " applied_at = CASE WHEN attempts + 1 >= $3 THEN now() END"
+        " WHERE id = $1 AND applied_at IS NULL RETURNING attempts",
         row_id,
         error,
+        MAX_ATTEMPTS,
     )
+    return attempts
+
+
+async def failed_rows(db: Any, limit_per_instance: int = 3) -> dict[str, dict[str, Any]]:
+    """Rows settled as failed, per instance: how many, and the latest few with their error."""
+    rows = await db.fetch(
+        "SELECT instance_name, count, id, event, last_error FROM ("
+        "  SELECT instance_name, id, event, last_error,"
+        "   count(*) OVER (PARTITION BY instance_name) AS count,"
+        "   row_number() OVER (PARTITION BY instance_name ORDER BY id DESC) AS n"
+        "  FROM webhook_inbox WHERE outcome = 'error' AND applied_at IS NOT NULL"
+        ") AS t WHERE n <= $1 ORDER BY instance_name, id DESC",
+        limit_per_instance,
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = found.setdefault(r["instance_name"], {"count": r["count"], "latest": []})
+        entry["latest"].append({"id": r["id"], "event": r["event"], "error": r["last_error"]})
+    return found
 
 
 async def pending_instance_names(db: Any) -> list[str]:
     rows = await db.fetch(
-        "SELECT DISTINCT instance_name FROM webhook_inbox"
-        " WHERE applied_at IS NULL AND attempts < $1",
-        MAX_ATTEMPTS,
+        "SELECT DISTINCT instance_name FROM webhook_inbox WHERE applied_at IS NULL"
     )
     return [r["instance_name"] for r in rows]
 

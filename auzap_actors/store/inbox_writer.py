@@ -11,7 +11,9 @@ What a failure does (`faults.py` decides what an error means):
 - A transient error (a lost connection, a shutdown, read-only, a timeout): the connection is
   replaced and the rows not yet settled are tried ONCE more on the new one before anyone hears
   503.  If that fails too they get `InboxUnavailable` (503: Evolution re-delivers), and the writer
-  reconnects with a capped, jittered backoff, answering 503 at once while it waits.
+  reconnects with a capped, jittered backoff.  A request that arrives meanwhile does not wait
+  for the backoff: it brings the next attempt forward (attempts stay `RETRY_GAP_S` apart) and
+  hears its outcome, so the first webhook after the database is back is stored, not refused.
 - Any other error: `InboxUnavailable` for that batch.  An answer from PostgreSQL leaves the
   connection in service; anything else (a bug) is logged with its traceback and the connection
   replaced.  Once started, the writer never dies: only cancellation ends it.
@@ -68,6 +70,11 @@ _INSERT = (
 )
 
 
+# While the database is down, a waiting request brings the next connect attempt forward, but
+# attempts are never closer together than this.
+RETRY_GAP_S = 0.25
+
+
 class InboxWriter:
     def __init__(
         self,
@@ -102,6 +109,9 @@ class InboxWriter:
         self._in_flight = False  # a statement is on the wire: a cancelled one leaves no clean link
         self._failures = 0  # connections lost (or not made) since the last success
         self._connects = 0
+        self._last_attempt = float("-inf")
+        self._wanted = trio.Event()  # a request arrived while the writer waits to reconnect
+        self._started = False
         self.running = False
         self.batches = 0
         self.rows = 0
@@ -127,13 +137,14 @@ class InboxWriter:
         database did not commit in time.  On cancellation the event may or may not be stored;
         a re-delivery is then deduplicated.
         """
-        if not self.running:
-            raise InboxUnavailable("the inbox writer is reconnecting to the database")
+        if not self._started:
+            raise InboxUnavailable("the inbox writer is not running")
         waiter = _Waiter(entry)
         try:
             self._send.send_nowait(waiter)
         except trio.WouldBlock:
             raise InboxUnavailable("the inbox queue is full") from None
+        self._wanted.set()
         with trio.move_on_after(self._submit_timeout_s):
             await waiter.done.wait()
         if not waiter.done.is_set():
@@ -160,7 +171,7 @@ class InboxWriter:
                         await self._connect()
                     self.running = True
                     if not started:
-                        started = True
+                        started = self._started = True
                         task_status.started()
                     await self._serve()
                 except Exception as exc:
@@ -168,15 +179,18 @@ class InboxWriter:
                         raise
                     self._lost(exc)
                 # The first reconnect is immediate: requests are queued behind it.  After a
-                # second failure in a row the database is down: wait, answering 503 at once.
+                # second failure in a row the database is down: the requests that waited for
+                # that attempt hear 503, and the next attempt waits for the backoff or for a
+                # request, whichever comes first.
                 if self._failures > 1:
                     self.running = False
+                    self._refuse_queued("the database is unavailable; retry later")
                     delay = backoff_delay(
                         self._failures - 1, base_s=self._backoff_base_s, cap_s=self._backoff_cap_s
                     )
-                    await self._refuse_for(delay)
+                    await self._wait_for_retry(delay)
         finally:
-            self.running = False
+            self.running = self._started = False
             self._refuse_queued("the inbox writer stopped")
             if self._conn is not None:
                 conn, self._conn = self._conn, None
@@ -188,6 +202,7 @@ class InboxWriter:
     # ---- connection ---------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        self._last_attempt = trio.current_time()
         settings = {
             "application_name": "auzap-inbox-writer",
             "statement_timeout": str(int(self._statement_timeout_s * 1000)),
@@ -230,13 +245,15 @@ class InboxWriter:
         self._in_flight = False
         return rows
 
-    async def _refuse_for(self, seconds: float) -> None:
-        """Answer whatever arrives InboxUnavailable for `seconds` (requests that were queued
-        just before `running` went False)."""
-        with trio.move_on_after(seconds):
-            async for waiter in self._receive:
-                waiter.failed = "the database is unavailable; retry later"
-                waiter.done.set()
+    async def _wait_for_retry(self, backoff_s: float) -> None:
+        """Until the next connect attempt: `backoff_s`, or sooner when a request is waiting
+        (then at least RETRY_GAP_S after the last attempt)."""
+        self._wanted = trio.Event()
+        if self._send.statistics().current_buffer_used:
+            self._wanted.set()
+        with trio.move_on_after(backoff_s):
+            await self._wanted.wait()
+            await trio.sleep_until(self._last_attempt + RETRY_GAP_S)
 
     def _refuse_queued(self, reason: str) -> None:
         while True:

@@ -21,7 +21,7 @@ def _actors() -> Actors:
 
 @admin.get("/tree")
 async def tree() -> dict[str, Any]:
-    return _actors().tree()
+    return await _actors().tree()
 
 
 @admin.post("/instances/<name>/restart")

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from ..actors.facade import (
     ActorUnavailable,
     CallTimeout,
+    DatabaseUnavailable,
     MailboxFull,
     NotConnected,
     UnknownActor,
@@ -76,6 +77,10 @@ def create_app(svc: WebContext) -> QuartTrio:
     @app.errorhandler(MailboxFull)
     async def _busy(exc: MailboxFull) -> Response:
         return error_response(503, "busy", str(exc), {"Retry-After": "1"})
+
+    @app.errorhandler(DatabaseUnavailable)
+    async def _database(exc: DatabaseUnavailable) -> Response:
+        return error_response(503, "database_unavailable", str(exc), {"Retry-After": "2"})
 
     @app.errorhandler(ActorUnavailable)
     async def _unavailable(exc: ActorUnavailable) -> Response:

@@ -21,4 +21,4 @@ async def readyz() -> tuple[dict[str, Any], int]:
     report = await context().actors.readiness()
     if report["reasons"]:
         return {"status": "unavailable", **report}, 503
-    return {"status": "ready", "evolution": report["evolution"]}, 200
+    return {"status": "ready", **report}, 200
