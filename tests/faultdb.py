@@ -22,8 +22,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 SERVER_USER = "auzapfaultpg"
 
@@ -228,3 +230,19 @@ def fault_postgres_fixture() -> Iterator[FaultPostgres]:
         yield server
     finally:
         server.close()
+
+
+DB = "auzap"
+
+
+@pytest.fixture(name="fault_db")
+async def fault_db_fixture(fault_postgres: FaultPostgres, aio_loop: Any) -> str:
+    """The DSN of database `DB`, migrated, on the breakable server."""
+    from auzap_actors.store.db import open_pool
+    from auzap_actors.store.migrate import migrate
+
+    await trio.to_thread.run_sync(fault_postgres.create_database, DB)
+    dsn = fault_postgres.dsn(DB)
+    async with open_pool(dsn, min_size=1, max_size=1) as pool:
+        await migrate(pool)
+    return dsn

@@ -16,27 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import pytest
 import trio
 import trio_asyncio
 
-from auzap_actors.store.db import open_pool
 from auzap_actors.store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
-from auzap_actors.store.migrate import migrate
 
-from .faultdb import FaultPostgres, fault_postgres_fixture  # noqa: F401  (the fixture)
-
-DB = "auzap"
-
-
-@pytest.fixture
-async def fault_db(fault_postgres: FaultPostgres, aio_loop: Any) -> str:
-    """The DSN of a migrated database on the breakable server."""
-    await trio.to_thread.run_sync(fault_postgres.create_database, DB)
-    dsn = fault_postgres.dsn(DB)
-    async with open_pool(dsn, min_size=1, max_size=1) as pool:
-        await migrate(pool)
-    return dsn
+from .faultdb import DB, FaultPostgres, fault_db_fixture, fault_postgres_fixture  # noqa: F401
 
 
 @asynccontextmanager

@@ -111,8 +111,10 @@ class InstanceActor:
         task_status.started()
         async with trio.open_nursery() as timers:
             timers.start_soon(health_timer, self.mailbox, self.deps.health_policy)
-            await self.feed(Boot())
+            # Stored events first: they need only the database, and the boot's look at
+            # Evolution (which may be down, and retried) must not hold them back.
             await self._drain_inbox()
+            await self.feed(Boot())
             while not self.snapshot.deleted:  # a new row under this name gets a new actor
                 letter = await self.mailbox.receive.receive()
                 await self._deliver(letter)
