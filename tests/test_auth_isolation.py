@@ -1,4 +1,4 @@
-"""Step 1 acceptance 5: bad tokens get 401 on HTTP and on the WebSocket, and a socket only
+"""Authentication and isolation: bad tokens get 401 on HTTP and on the WebSocket, and a socket only
 ever receives its own user's (and own organization's) frames."""
 
 from __future__ import annotations

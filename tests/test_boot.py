@@ -1,4 +1,4 @@
-"""Step 3 acceptance 5: 500 instances that should be connected at boot are resumed staggered:
+"""Staggered boot: 500 instances that should be connected at boot are resumed staggered:
 the simulator never sees more concurrent connects than AUZAP_CONNECT_CONCURRENCY."""
 
 from __future__ import annotations

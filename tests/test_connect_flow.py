@@ -1,4 +1,5 @@
-"""Step 1 acceptance 3, 4 and 7: the connect flow end to end, over real HTTP and WebSockets,
+"""The connect flow end to end (connect, QR, scan, open; twenty concurrent connects make one
+instance; a restart resumes, reconciles, or respects a logout), over real HTTP and WebSockets,
 against real PostgreSQL and the Evolution simulator started as a separate server."""
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ async def test_restart_after_a_logout_while_down_does_not_reconnect(
 
 
 async def test_with_the_simulator_started_from_the_command_line(runner: ServiceRunner) -> None:
-    """Acceptance 3 literally: `auzap-actors evolution-sim` in its own process."""
+    """The simulator as users start it: `auzap-actors evolution-sim` in its own process."""
     command = [
         sys.executable,
         "-m",

@@ -1,4 +1,4 @@
-"""Step 2 acceptance 1 and 2: the replay corpus posted to the live server.
+"""The replay corpus of recorded Evolution webhooks, posted to the live server.
 
 1. In story order, one file at a time: after each, the database holds what it should and each
    socket got exactly its frames (the owner its own, an organization colleague `org.*` ones,

@@ -1,5 +1,6 @@
-"""Step 3 acceptance: health monitoring, reconnect policy, breaker and boot, on trio's
-MockClock with autojump (virtual minutes pass in fractions of a real second while idle).
+"""Health monitoring, the reconnect policy, retries and the circuit breaker against Evolution,
+on trio's MockClock with autojump (virtual minutes pass in fractions of a real second while
+idle).
 
 The whole service runs (real PostgreSQL, the simulator over real HTTP).  It starts in real
 time; the test then switches to virtual time, which jumps only when nothing, the database

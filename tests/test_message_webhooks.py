@@ -1,5 +1,6 @@
-"""Step 2 acceptance 3, 5, 6 and 7: concurrent duplicate deliveries, arbitrary bodies never
-answered 5xx, one contact per person across @lid and phone jids, pagination and isolation."""
+"""Message webhooks into the store, posted straight to the live server: concurrent duplicate
+deliveries make one row and one frame, arbitrary bodies are never answered 5xx, one contact per
+person across @lid and phone jids, paginating what was stored, and isolation between users."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 2: the message flow against the simulator — inbound messages stored and pushed, the
+"""The message flow against the simulator — inbound messages stored and pushed, the
 user API (conversations, messages, send), receipts advancing an outgoing message."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Step 1 acceptance 8: a crashing actor restarts (count visible), its siblings never notice,
-past its budget it is parked, and the service keeps serving."""
+"""Supervision in the running service: a crashing actor restarts (count visible), its
+siblings never notice, past its budget it is parked, and the service keeps serving; operators
+stop and start actors."""
 
 from __future__ import annotations
 

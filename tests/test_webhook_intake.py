@@ -1,5 +1,6 @@
-"""Step 1 acceptance 6: webhook authentication, persist-then-acknowledge, exactly-once apply,
-clear 4xx for bad input, and the other webhook routes of CONTRACT §5."""
+"""The HTTP webhook routes (CONTRACT §5): authentication, persist-then-acknowledge,
+exactly-once apply, clear 4xx for bad input, the by-event, per-user, legacy and dry-run routes,
+orphans."""
 
 from __future__ import annotations
 
