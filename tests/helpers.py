@@ -86,6 +86,48 @@ def http(base_url: str, timeout: float = 10) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, timeout=timeout)
 
 
+async def sim_post_ok(sim: httpx.AsyncClient, path: str, json: Any = None) -> httpx.Response:
+    """POST to the simulator's control API (`/_sim/...`), which must answer 2xx: a refused
+    scan fails here, with the simulator's reason, instead of later as a timeout."""
+    answer = await sim.post(path, json=json)
+    assert answer.is_success, f"POST {path} -> {answer.status_code}: {answer.text}"
+    return answer
+
+
+async def open_instance(
+    client: httpx.AsyncClient,
+    sim: httpx.AsyncClient | str,
+    user: uuid.UUID,
+    phone: str,
+    *,
+    org: uuid.UUID | None = None,
+    timeout: float = 5.0,
+) -> str:
+    """Connect `user`'s instance through the API (`client` is the service's), scan its QR in
+    the simulator as `phone`, and wait until the API shows it open; returns its name.
+
+    `sim` is the simulator's URL, or a client of it (to share one among many instances).
+    The connect's 200 comes once the simulator is waiting for the scan, so the scan must
+    succeed at once."""
+    token = user_token(user, org)
+    answer = await client.post("/api/whatsapp/connect", headers=auth(token))
+    assert answer.status_code == 200, answer.text
+    name = f"user_{user}"
+    scan = f"/_sim/instances/{name}/scan"
+    if isinstance(sim, str):
+        async with http(sim) as own:
+            await sim_post_ok(own, scan, {"phone": phone})
+    else:
+        await sim_post_ok(sim, scan, {"phone": phone})
+
+    async def is_open() -> bool:
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        return bool(view["status"] == "open")
+
+    await eventually(is_open, timeout=timeout)
+    return name
+
+
 async def fetch_rows(database_url: str, query: str, *args: Any) -> list[dict[str, Any]]:
     """The rows of one query, on a connection of its own (the service's pool is not ours)."""
     async with open_pool(database_url, min_size=1, max_size=1) as pool:

@@ -15,7 +15,7 @@ import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from .conftest import ADMIN_TOKEN, JWT_SECRET, ServiceRunner
-from .helpers import auth, http, next_frame, no_frame, user_token, wait_frame
+from .helpers import auth, http, next_frame, no_frame, sim_post_ok, user_token, wait_frame
 
 
 def _b64(obj: dict[str, Any]) -> str:
@@ -97,7 +97,7 @@ async def test_a_socket_gets_only_its_own_users_and_orgs_frames(runner: ServiceR
         name = f"user_{alice}"
         await wait_frame(ws_alice, lambda f: f["type"] == "qrcode")
         async with http(service.simulator_url or "") as sim:
-            await sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511955554444"})
+            await sim_post_ok(sim, f"/_sim/instances/{name}/scan", {"phone": "5511955554444"})
         await wait_frame(
             ws_alice, lambda f: f["type"] == "status" and f["data"]["status"] == "open"
         )

@@ -27,6 +27,8 @@ from .helpers import (
     eventually,
     http,
     next_frame,
+    open_instance,
+    sim_post_ok,
     user_token,
     wait_frame,
 )
@@ -144,18 +146,7 @@ async def test_restart_comes_back_open_and_reconciles(
     token = user_token(user)
     name = f"user_{user}"
     async with http(service.url) as client:
-        assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
-    async with http(simulator_url) as sim:
-        await eventually(
-            lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511900001111"}),
-        )
-    async with http(service.url) as client:
-
-        async def is_open() -> bool:
-            view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-            return bool(view["status"] == "open")
-
-        await eventually(is_open)
+        assert await open_instance(client, simulator_url, user, "5511900001111") == name
     route = "GET /instance/fetchInstances"
     before = (await _sim_requests(simulator_url))["by_route"].get(route, 0)
     await runner.stop()
@@ -180,11 +171,8 @@ async def _open_then_stop(runner: ServiceRunner, simulator_url: str) -> tuple[st
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
     user = uuid.uuid4()
     token = user_token(user)
-    name = f"user_{user}"
     async with http(service.url) as client:
-        await client.post("/api/whatsapp/connect", headers=auth(token))
-    async with http(simulator_url) as sim:
-        await sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511900002222"})
+        name = await open_instance(client, simulator_url, user, "5511900002222")
     await eventually(lambda: _actor_status(service, name) == "open")
     await runner.stop()
     return name, token
@@ -284,7 +272,9 @@ async def test_with_the_simulator_started_from_the_command_line(runner: ServiceR
             qr = await wait_frame(ws, lambda f: f["type"] == "qrcode")
             assert decode_png_data_url(qr["data"]["qrCode"]).startswith(PNG_SIGNATURE)
             async with http(sim_url) as sim:
-                await sim.post(f"/_sim/instances/user_{user}/scan", json={"phone": "5511944440000"})
+                await sim_post_ok(
+                    sim, f"/_sim/instances/user_{user}/scan", {"phone": "5511944440000"}
+                )
             await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
         await runner.stop()
     finally:
