@@ -50,7 +50,7 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
         assert early.status_code == 409 and early.json()["error"]["code"] == "not_connected"
         await open_instance(client, service.simulator_url or "", user, "5511900000001", org=org)
 
-        async with http(service.simulator_url) as sim:
+        async with http(service.simulator_url or "") as sim:
             answer = await sim.post(
                 f"/_sim/instances/{name}/inbound",
                 json={"from": "5511988887777", "text": "Olá!", "push_name": "Bia"},
@@ -92,7 +92,7 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
             ws, lambda f: f["type"] == "message_status" and f["data"]["status"] == "delivered"
         )
         assert delivered["data"]["message_id"] == mine["id"]
-        async with http(service.simulator_url) as sim:
+        async with http(service.simulator_url or "") as sim:
             outbox = (await sim.get("/_sim/sent")).json()
         assert [(m["number"], m["text"]) for m in outbox] == [("5511988887777", "Tudo bem?")]
 
@@ -148,7 +148,7 @@ async def test_delete_keeps_messages_unless_purged_and_reconnect_works(
         assert deleted.status_code == 204
         assert (await client.get("/api/whatsapp/instance", headers=auth(token))).status_code == 404
         assert await one_conversation(), "messages are kept after a plain delete"
-        async with http(service.simulator_url) as sim:
+        async with http(service.simulator_url or "") as sim:
             listed = (await sim.get("/_sim/instances")).json()
         assert name not in str(listed), "deleted in Evolution too"
 
