@@ -14,6 +14,8 @@ import jwt
 import trio
 from trio_websocket import WebSocketConnection
 
+from auzap_actors.actors.messages import Barrier
+from auzap_actors.serve import Running
 from auzap_actors.store.db import open_pool
 from auzap_actors.web.auth import mint_user_token
 
@@ -64,10 +66,36 @@ async def wait_frame(
                 seen.append(frame)
 
 
-async def no_frame(ws: WebSocketConnection, within: float = 0.5) -> None:
-    with trio.move_on_after(within):
-        frame = await ws.get_message()
-        raise AssertionError(f"unexpected frame: {frame}")
+async def barrier(service: Running, name: str, timeout: float = 5.0) -> None:
+    """Returns once the actor of `name` has handled everything queued for it so far: every
+    frame that work publishes is then in its subscribers' queues.
+
+    A webhook answered 200 before counts too: the inbox rings its doorbell when the row
+    commits, in the same scheduler tick that wakes the request's handler, and the supervisor
+    passes the ring on to the actor's mailbox (DrainInbox) before the answer can reach a
+    client of this process."""
+    await service.actors.supervisor.call(name, Barrier(), timeout)
+
+
+async def frames_until_pong(ws: WebSocketConnection, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Send a ping; the frames that come before its pong.  The socket queues the pong behind
+    every frame already queued for it, so these are all the frames pending when it was sent."""
+    await ws.send_message(json.dumps({"type": "ping"}))
+    frames = []
+    while (frame := await next_frame(ws, timeout))["type"] != "pong":
+        frames.append(frame)
+    return frames
+
+
+async def no_frame(
+    ws: WebSocketConnection, service: Running, name: str, timeout: float = 5.0
+) -> None:
+    """Nothing is coming to `ws` from the work of `name`'s actor so far: after a barrier, a
+    ping's pong must be the very next frame (any other frame is the unexpected one)."""
+    await barrier(service, name, timeout)
+    await ws.send_message(json.dumps({"type": "ping"}))
+    frame = await next_frame(ws, timeout)
+    assert frame == {"type": "pong"}, f"unexpected frame: {frame}"
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
@@ -84,6 +112,48 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: f
 
 def http(base_url: str, timeout: float = 10) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+
+async def sim_post_ok(sim: httpx.AsyncClient, path: str, json: Any = None) -> httpx.Response:
+    """POST to the simulator's control API (`/_sim/...`), which must answer 2xx: a refused
+    scan fails here, with the simulator's reason, instead of later as a timeout."""
+    answer = await sim.post(path, json=json)
+    assert answer.is_success, f"POST {path} -> {answer.status_code}: {answer.text}"
+    return answer
+
+
+async def open_instance(
+    client: httpx.AsyncClient,
+    sim: httpx.AsyncClient | str,
+    user: uuid.UUID,
+    phone: str,
+    *,
+    org: uuid.UUID | None = None,
+    timeout: float = 5.0,
+) -> str:
+    """Connect `user`'s instance through the API (`client` is the service's), scan its QR in
+    the simulator as `phone`, and wait until the API shows it open; returns its name.
+
+    `sim` is the simulator's URL, or a client of it (to share one among many instances).
+    The connect's 200 comes once the simulator is waiting for the scan, so the scan must
+    succeed at once."""
+    token = user_token(user, org)
+    answer = await client.post("/api/whatsapp/connect", headers=auth(token))
+    assert answer.status_code == 200, answer.text
+    name = f"user_{user}"
+    scan = f"/_sim/instances/{name}/scan"
+    if isinstance(sim, str):
+        async with http(sim) as own:
+            await sim_post_ok(own, scan, {"phone": phone})
+    else:
+        await sim_post_ok(sim, scan, {"phone": phone})
+
+    async def is_open() -> bool:
+        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
+        return bool(view["status"] == "open")
+
+    await eventually(is_open, timeout=timeout)
+    return name
 
 
 async def fetch_rows(database_url: str, query: str, *args: Any) -> list[dict[str, Any]]:

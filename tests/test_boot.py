@@ -1,4 +1,4 @@
-"""Step 3 acceptance 5: 500 instances that should be connected at boot are resumed staggered:
+"""Staggered boot: 500 instances that should be connected at boot are resumed staggered:
 the simulator never sees more concurrent connects than AUZAP_CONNECT_CONCURRENCY."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from auzap_actors.evolution.simulator.model import Instance, save_state
 from auzap_actors.store.db import open_pool
 
 from .conftest import SIM_API_KEY, ServiceRunner
-from .helpers import eventually, http
+from .helpers import eventually, http, sim_post_ok
 
 COUNT = 500
 LIMIT = 4
@@ -69,7 +69,7 @@ async def test_boot_resumes_500_instances_with_bounded_connects(
         )
     async with http(sim_url) as sim:
         # Slow answers make overlapping connects likely if anything let them overlap.
-        await sim.post("/_sim/faults", json={"mode": "slow", "latency_ms": 20})
+        await sim_post_ok(sim, "/_sim/faults", {"mode": "slow", "latency_ms": 20})
         service = await runner.start(
             EVOLUTION_API_URL=sim_url,
             AUZAP_CONNECT_CONCURRENCY=str(LIMIT),

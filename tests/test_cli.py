@@ -1,4 +1,4 @@
-"""Step 1 acceptance 1: `auzap-actors serve` with embedded defaults starts, prints its URL and
+"""The command line: `auzap-actors serve` with embedded defaults starts, prints its URL and
 a demo token, answers /healthz, and stops cleanly on SIGTERM with no PostgreSQL left."""
 
 from __future__ import annotations

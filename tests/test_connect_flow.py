@@ -1,4 +1,5 @@
-"""Step 1 acceptance 3, 4 and 7: the connect flow end to end, over real HTTP and WebSockets,
+"""The connect flow end to end (connect, QR, scan, open; twenty concurrent connects make one
+instance; a restart resumes, reconciles, or respects a logout), over real HTTP and WebSockets,
 against real PostgreSQL and the Evolution simulator started as a separate server."""
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from .helpers import (
     eventually,
     http,
     next_frame,
+    open_instance,
+    sim_post_ok,
     user_token,
     wait_frame,
 )
@@ -143,18 +146,7 @@ async def test_restart_comes_back_open_and_reconciles(
     token = user_token(user)
     name = f"user_{user}"
     async with http(service.url) as client:
-        assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
-    async with http(simulator_url) as sim:
-        await eventually(
-            lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511900001111"}),
-        )
-    async with http(service.url) as client:
-
-        async def is_open() -> bool:
-            view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-            return bool(view["status"] == "open")
-
-        await eventually(is_open)
+        assert await open_instance(client, simulator_url, user, "5511900001111") == name
     route = "GET /instance/fetchInstances"
     before = (await _sim_requests(simulator_url))["by_route"].get(route, 0)
     await runner.stop()
@@ -179,11 +171,8 @@ async def _open_then_stop(runner: ServiceRunner, simulator_url: str) -> tuple[st
     service = await runner.start(EVOLUTION_API_URL=simulator_url)
     user = uuid.uuid4()
     token = user_token(user)
-    name = f"user_{user}"
     async with http(service.url) as client:
-        await client.post("/api/whatsapp/connect", headers=auth(token))
-    async with http(simulator_url) as sim:
-        await sim.post(f"/_sim/instances/{name}/scan", json={"phone": "5511900002222"})
+        name = await open_instance(client, simulator_url, user, "5511900002222")
     await eventually(lambda: _actor_status(service, name) == "open")
     await runner.stop()
     return name, token
@@ -249,7 +238,7 @@ async def test_restart_after_a_logout_while_down_does_not_reconnect(
 
 
 async def test_with_the_simulator_started_from_the_command_line(runner: ServiceRunner) -> None:
-    """Acceptance 3 literally: `auzap-actors evolution-sim` in its own process."""
+    """The simulator as users start it: `auzap-actors evolution-sim` in its own process."""
     command = [
         sys.executable,
         "-m",
@@ -283,7 +272,9 @@ async def test_with_the_simulator_started_from_the_command_line(runner: ServiceR
             qr = await wait_frame(ws, lambda f: f["type"] == "qrcode")
             assert decode_png_data_url(qr["data"]["qrCode"]).startswith(PNG_SIGNATURE)
             async with http(sim_url) as sim:
-                await sim.post(f"/_sim/instances/user_{user}/scan", json={"phone": "5511944440000"})
+                await sim_post_ok(
+                    sim, f"/_sim/instances/user_{user}/scan", {"phone": "5511944440000"}
+                )
             await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
         await runner.stop()
     finally:

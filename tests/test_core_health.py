@@ -1,4 +1,4 @@
-"""The pure health and reconnect policy (core.health): the step 3 acceptance sequences with
+"""The pure health and reconnect policy (core.health): drop, alert and reconnect sequences with
 the default policy, backoff and giving up, logouts, Evolution outages, and properties over
 arbitrary event sequences."""
 
@@ -76,7 +76,7 @@ def healthy_run(policy: HealthPolicy = DEFAULT, at: float = 0.0) -> Run:
     return run
 
 
-# ---- acceptance: drop, alert at 2, reconnect at 3, reconnected --------------------------------
+# ---- a drop: alert at 2, reconnect at 3, reconnected ------------------------------------------
 
 
 def test_drop_alerts_after_two_checks_and_reconnects_at_three() -> None:

@@ -1,4 +1,4 @@
-"""Step 2 acceptance 1 and 2: the replay corpus posted to the live server.
+"""The replay corpus of recorded Evolution webhooks, posted to the live server.
 
 1. In story order, one file at a time: after each, the database holds what it should and each
    socket got exactly its frames (the owner its own, an organization colleague `org.*` ones,
@@ -17,14 +17,21 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import open_websocket_url
 
-from auzap_actors.actors.messages import Barrier
 from auzap_actors.store import instances
 from auzap_actors.store.db import open_pool
 
 from .conftest import ServiceRunner
-from .helpers import WEBHOOK_HEADERS, eventually, http, next_frame, user_token
+from .helpers import (
+    WEBHOOK_HEADERS,
+    barrier,
+    eventually,
+    frames_until_pong,
+    http,
+    next_frame,
+    user_token,
+)
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("[0-9][0-9]_*.json"))
 USER = uuid.UUID("3f6c1d2e-8a4b-4c5d-9e7f-0a1b2c3d4e5f")
@@ -66,14 +73,6 @@ async def _settled(pool: Any) -> None:
         )
 
     await eventually(done, timeout=20)
-
-
-async def _frames_until_pong(ws: WebSocketConnection) -> list[dict[str, Any]]:
-    await ws.send_message(json.dumps({"type": "ping"}))
-    frames = []
-    while (frame := await next_frame(ws))["type"] != "pong":
-        frames.append(frame)
-    return frames
 
 
 async def _snapshot(pool: Any) -> dict[str, Any]:
@@ -141,7 +140,7 @@ async def test_replay_in_story_order(runner: ServiceRunner) -> None:
             )
             assert answer.json() == {"accepted": True, "duplicate": False}, path.name
             await _settled(pool)
-            await service.actors.supervisor.call(NAME, Barrier(), 5)
+            await barrier(service, NAME)
             expected = EXPECTED.get(number, [])
             org_twins = [f"org.{t}" for t in expected if t in ("status", "message")]
             # The owner is in the organization too: their own frames, each with its org twin.
@@ -150,10 +149,10 @@ async def test_replay_in_story_order(runner: ServiceRunner) -> None:
                 for t in expected
                 for x in ([t, f"org.{t}"] if t in ("status", "message") else [t])
             ]
-            got = [f["type"] for f in await _frames_until_pong(owner)]
+            got = [f["type"] for f in await frames_until_pong(owner)]
             assert got == owner_expected, path.name
-            assert [f["type"] for f in await _frames_until_pong(colleague)] == org_twins, path.name
-            assert await _frames_until_pong(stranger) == [], path.name
+            assert [f["type"] for f in await frames_until_pong(colleague)] == org_twins, path.name
+            assert await frames_until_pong(stranger) == [], path.name
 
         outcomes = {
             r["event"]: r["outcome"]

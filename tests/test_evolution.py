@@ -42,6 +42,8 @@ from auzap_actors.evolution.simulator import (
 )
 from auzap_actors.evolution.simulator.webhooks import should_deliver
 
+from .helpers import sim_post_ok
+
 API_KEY = "global-test-key"
 NO_RETRY = RetryPolicy(attempts=1)  # single answers here; retries: test_evolution_retry
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -426,19 +428,19 @@ async def test_error_mapping(
         "response": {"message": ["Cannot GET /instance/nothing-here"]},
     }
 
-    await control.post("/_sim/faults", json={"mode": "down"})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "down"})
     with pytest.raises(EvolutionUnavailable) as down:
         await client.connection_state("dup")
     assert down.value.status == 503 and down.value.retryable
-    await control.post("/_sim/faults", json={"mode": "error"})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "error"})
     with pytest.raises(EvolutionServerError) as error:
         await client.connection_state("dup")
     assert error.value.status == 500
     assert (await control.get("/_sim/faults")).json()["mode"] == "error"
-    await control.post("/_sim/faults", json={"mode": "flaky", "error_rate": 1.0})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "flaky", "error_rate": 1.0})
     with pytest.raises(EvolutionUnavailable):
         await client.connection_state("dup")
-    await control.post("/_sim/faults", json={"mode": "none"})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "none"})
     assert await client.connection_state("dup") == "close"
 
 
@@ -457,7 +459,7 @@ async def test_slow_fault_hits_client_timeout(
     client: EvolutionClient, sim_url: str, control: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     await client.create_instance("slow", webhook=hook_config(receiver))
-    await control.post("/_sim/faults", json={"mode": "slow", "latency_ms": 300})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "slow", "latency_ms": 300})
     async with EvolutionClient(sim_url, API_KEY, timeout=0.1, retry=NO_RETRY) as impatient:
         with pytest.raises(EvolutionUnavailable):
             await impatient.connection_state("slow")
@@ -518,8 +520,8 @@ async def test_drop_without_auto_reconnect_reopens_without_qr(
 ) -> None:
     await open_instance(client, control, receiver, "u_7")
     receiver.hooks.clear()
-    await control.post(
-        "/_sim/instances/u_7/disconnect", json={"code": 428, "auto_reconnect": False}
+    await sim_post_ok(
+        control, "/_sim/instances/u_7/disconnect", {"code": 428, "auto_reconnect": False}
     )
     assert await client.connection_state("u_7") == "close"
     await trio.sleep(0.05)
@@ -536,7 +538,7 @@ async def test_disconnect_401_final_close(
 ) -> None:
     await open_instance(client, control, receiver, "u_8")
     receiver.hooks.clear()
-    await control.post("/_sim/instances/u_8/disconnect", json={"code": 401})
+    await sim_post_ok(control, "/_sim/instances/u_8/disconnect", {"code": 401})
     await receiver.wait_event("connection.update")
     assert [h.event for h in receiver.hooks] == [
         "status.instance",
@@ -625,7 +627,7 @@ async def test_create_with_qrcode_pairing_and_restart(
     assert restarted.state == "connecting"
     assert restarted.qr is not None and restarted.qr.count == 2
 
-    await control.post("/_sim/instances/u_16/scan", json={"phone": "5511944443333"})
+    await sim_post_ok(control, "/_sim/instances/u_16/scan", {"phone": "5511944443333"})
     receiver.hooks.clear()
     reopened = await client.restart("u_16")  # open: reconnects with its session
     assert reopened.state == "connecting"
@@ -662,7 +664,7 @@ async def test_filtering_by_events_and_duplicates(
         "u_13", hook_config(receiver, events=("CONNECTION_UPDATE",), by_events=True)
     )
     assert stored.events == ("CONNECTION_UPDATE",) and stored.by_events
-    await control.post("/_sim/faults", json={"webhook_duplicates": 2})
+    await sim_post_ok(control, "/_sim/faults", {"webhook_duplicates": 2})
     await client.connect("u_13")
     copies = await receiver.wait_event("connection.update", 3)
     assert {h.path for h in copies} == {"/hook/connection-update"}
@@ -684,16 +686,16 @@ async def test_request_counters(
     await client.create_instance("u_14", webhook=hook_config(receiver))
     for _ in range(3):
         await client.connection_state("u_14")
-    await control.post("/_sim/faults", json={"mode": "down"})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "down"})
     with pytest.raises(EvolutionUnavailable):
         await client.connection_state("u_14")
-    await control.post("/_sim/faults", json={"mode": "none"})
+    await sim_post_ok(control, "/_sim/faults", {"mode": "none"})
     counts = (await control.get("/_sim/requests")).json()
     route = "GET /instance/connectionState/{instance}"
     assert counts["by_route"] == {"POST /instance/create": 1, route: 4}
     assert counts["total"] == 5
     assert counts["by_instance"] == {"u_14": {route: 4}}
-    await control.post("/_sim/reset")
+    await sim_post_ok(control, "/_sim/reset")
     assert (await control.get("/_sim/requests")).json()["total"] == 0
     assert (await control.get("/_sim/instances")).json() == []
 

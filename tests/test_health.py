@@ -1,5 +1,6 @@
-"""Step 3 acceptance: health monitoring, reconnect policy, breaker and boot, on trio's
-MockClock with autojump (virtual minutes pass in fractions of a real second while idle).
+"""Health monitoring, the reconnect policy, retries and the circuit breaker against Evolution,
+on trio's MockClock with autojump (virtual minutes pass in fractions of a real second while
+idle).
 
 The whole service runs (real PostgreSQL, the simulator over real HTTP).  It starts in real
 time; the test then switches to virtual time, which jumps only when nothing, the database
@@ -25,7 +26,7 @@ from auzap_actors.evolution.errors import EvolutionNotFound
 from auzap_actors.serve import Running
 
 from .conftest import ServiceRunner
-from .helpers import auth, eventually, http, next_frame, user_token
+from .helpers import auth, http, next_frame, open_instance, sim_post_ok, user_token
 
 # A jump happens when nothing has run for this many real seconds.  PostgreSQL answers in
 # real time, so a jump during a slow query lands on the nearest deadline (a query timeout,
@@ -50,30 +51,6 @@ def _virtual(clock: MockClock, threshold: float = SPARSE_TIMERS_THRESHOLD) -> No
     """From now on virtual time, jumping to the next deadline whenever the service idles."""
     clock.rate = 0
     clock.autojump_threshold = threshold
-
-
-async def _open(service: Running, client: Any, user: uuid.UUID, phone: str, sim: Any = None) -> str:
-    token = user_token(user)
-    assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
-    name = f"user_{user}"
-    if sim is None:
-        async with http(service.simulator_url or "") as own_sim:
-            await eventually(
-                lambda: own_sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone}),
-                timeout=SETUP_TIMEOUT_S,
-            )
-    else:
-        await eventually(
-            lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone}),
-            timeout=SETUP_TIMEOUT_S,
-        )
-
-    async def is_open() -> bool:
-        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-        return bool(view["status"] == "open")
-
-    await eventually(is_open, timeout=SETUP_TIMEOUT_S)
-    return name
 
 
 async def _notification(ws: WebSocketConnection, timeout: float) -> dict[str, Any]:
@@ -102,7 +79,9 @@ async def _connected_user(
     ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
     async with http(service.url) as client, open_websocket_url(ws_url) as ws:
         await next_frame(ws)
-        name = await _open(service, client, user, phone)
+        name = await open_instance(
+            client, service.simulator_url or "", user, phone, timeout=SETUP_TIMEOUT_S
+        )
         await _notification(ws, 5)
         _virtual(clock)
         yield service, client, ws, token, name
@@ -161,7 +140,7 @@ async def test_logout_is_final_no_reconnect_attempts(
     async with user as (service, client, ws, token, name):
         before = (await _requests(service))["by_instance"][name]
         async with http(service.simulator_url or "") as sim:
-            await sim.post(f"/_sim/instances/{name}/disconnect", json={"code": 401})
+            await sim_post_ok(sim, f"/_sim/instances/{name}/disconnect", {"code": 401})
         note = await _notification(ws, 10)
         assert note["level"] == "error" and "logged out" in note["message"]
         with trio.move_on_after(1200):  # 20 virtual minutes: silence
@@ -187,7 +166,7 @@ async def test_evolution_outage_opens_the_breaker_and_blames_no_instance(
 
         async def open_one(n: int, user: uuid.UUID) -> None:
             async with limiter:
-                await _open(service, client, user, f"55119{n:08d}", sim)
+                await open_instance(client, sim, user, f"55119{n:08d}", timeout=SETUP_TIMEOUT_S)
 
         async with trio.open_nursery() as nursery:
             for n, user in enumerate(users):
@@ -200,14 +179,14 @@ async def test_evolution_outage_opens_the_breaker_and_blames_no_instance(
             await trio.sleep(120)  # every instance checked healthy at least once
             before = (await _requests(service))["total"]
             async with http(service.simulator_url or "") as sim:
-                await sim.post("/_sim/faults", json={"mode": "down"})
+                await sim_post_ok(sim, "/_sim/faults", {"mode": "down"})
             with trio.move_on_after(600):  # ten virtual minutes of outage
                 note = await _notification(ws, 601)
                 raise AssertionError(f"the outage was blamed on the instance: {note}")
             during = (await _requests(service))["total"] - before
             breaker = (await client.get("/readyz")).json()["evolution"]
             async with http(service.simulator_url or "") as sim:
-                await sim.post("/_sim/faults", json={"mode": "none"})
+                await sim_post_ok(sim, "/_sim/faults", {"mode": "none"})
             # Bound, for 2,000 health checks (6,000 requests with retries, unprotected):
             # 5 failed calls of 3 attempts open it (15), the calls already retrying then
             # stop at their next attempt (at 200 checks/min, about 10 of them: <= 30), and
@@ -253,24 +232,13 @@ async def test_flaky_evolution_user_operations_still_succeed(
     )
     _virtual(clock)
     async with http(service.simulator_url or "") as sim:
-        await sim.post("/_sim/faults", json={"mode": "flaky", "error_rate": 0.3})
+        await sim_post_ok(sim, "/_sim/faults", {"mode": "flaky", "error_rate": 0.3})
     async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
         for n in range(8):
             user = uuid.uuid4()
             token = user_token(user)
-            connected = await client.post("/api/whatsapp/connect", headers=auth(token))
-            assert connected.status_code == 200, connected.text
-            name = f"user_{user}"
-            async with http(service.simulator_url or "") as sim:
-                scan = f"/_sim/instances/{name}/scan"
-                phone = {"phone": f"55118{n:08d}"}
-                await eventually(lambda scan=scan, phone=phone: sim.post(scan, json=phone))
-
-            async def is_open(token: str = token) -> bool:
-                view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-                return bool(view["status"] == "open")
-
-            await eventually(is_open, timeout=30)
+            sim_url = service.simulator_url or ""
+            await open_instance(client, sim_url, user, f"55118{n:08d}", timeout=30)
             sent = await client.post(
                 "/api/whatsapp/messages",
                 headers=auth(token),
@@ -280,7 +248,7 @@ async def test_flaky_evolution_user_operations_still_succeed(
     counts = await _requests(service)
     # 400/404 are answers, never retried: an unknown instance is asked about exactly once.
     async with http(service.simulator_url or "") as sim:
-        await sim.post("/_sim/faults", json={"mode": "none"})
+        await sim_post_ok(sim, "/_sim/faults", {"mode": "none"})
     evolution = service.actors.supervisor.deps.evolution
     before = (await _requests(service))["by_route"].get(
         "GET /instance/connectionState/{instance}", 0

@@ -1,5 +1,5 @@
-"""Step 2 acceptance 4: the process is SIGKILLed while webhooks stream in; after a restart every
-event that got a 200 is applied, and none twice."""
+"""Crash recovery of the webhook inbox: the process is SIGKILLed while webhooks stream in;
+after a restart every event that got a 200 is applied, and none twice."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 2: the message flow against the simulator — inbound messages stored and pushed, the
+"""The message flow against the simulator — inbound messages stored and pushed, the
 user API (conversations, messages, send), receipts advancing an outgoing message."""
 
 from __future__ import annotations
@@ -13,20 +13,18 @@ from auzap_actors.store import inbox
 from auzap_actors.store.db import open_pool
 
 from .conftest import ServiceRunner
-from .helpers import WEBHOOK_HEADERS, auth, eventually, http, next_frame, user_token, wait_frame
+from .helpers import (
+    WEBHOOK_HEADERS,
+    auth,
+    eventually,
+    http,
+    next_frame,
+    open_instance,
+    sim_post_ok,
+    user_token,
+    wait_frame,
+)
 from .payloads import envelope, text_message
-
-
-async def _open_instance(service: Any, client: Any, token: str, name: str, phone: str) -> None:
-    assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
-    async with http(service.simulator_url) as sim:
-        await eventually(lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone}))
-
-    async def is_open() -> bool:
-        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-        return bool(view["status"] == "open")
-
-    await eventually(is_open)
 
 
 async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
@@ -50,9 +48,9 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
             json={"to": "5511988887777", "text": "hi"},
         )
         assert early.status_code == 409 and early.json()["error"]["code"] == "not_connected"
-        await _open_instance(service, client, token, name, "5511900000001")
+        await open_instance(client, service.simulator_url or "", user, "5511900000001", org=org)
 
-        async with http(service.simulator_url) as sim:
+        async with http(service.simulator_url or "") as sim:
             answer = await sim.post(
                 f"/_sim/instances/{name}/inbound",
                 json={"from": "5511988887777", "text": "Olá!", "push_name": "Bia"},
@@ -94,7 +92,7 @@ async def test_inbound_send_and_receipts(runner: ServiceRunner) -> None:
             ws, lambda f: f["type"] == "message_status" and f["data"]["status"] == "delivered"
         )
         assert delivered["data"]["message_id"] == mine["id"]
-        async with http(service.simulator_url) as sim:
+        async with http(service.simulator_url or "") as sim:
             outbox = (await sim.get("/_sim/sent")).json()
         assert [(m["number"], m["text"]) for m in outbox] == [("5511988887777", "Tudo bem?")]
 
@@ -131,11 +129,12 @@ async def test_delete_keeps_messages_unless_purged_and_reconnect_works(
     token = user_token(user)
     name = f"user_{user}"
     async with http(service.url) as client:
-        await _open_instance(service, client, token, name, "5511900000002")
-        async with http(service.simulator_url) as sim:
-            await sim.post(
+        await open_instance(client, service.simulator_url or "", user, "5511900000002")
+        async with http(service.simulator_url or "") as sim:
+            await sim_post_ok(
+                sim,
                 f"/_sim/instances/{name}/inbound",
-                json={"from": "5511977770000", "text": "guarde isto"},
+                {"from": "5511977770000", "text": "guarde isto"},
             )
 
         async def one_conversation() -> bool:
@@ -149,12 +148,12 @@ async def test_delete_keeps_messages_unless_purged_and_reconnect_works(
         assert deleted.status_code == 204
         assert (await client.get("/api/whatsapp/instance", headers=auth(token))).status_code == 404
         assert await one_conversation(), "messages are kept after a plain delete"
-        async with http(service.simulator_url) as sim:
+        async with http(service.simulator_url or "") as sim:
             listed = (await sim.get("/_sim/instances")).json()
         assert name not in str(listed), "deleted in Evolution too"
 
         # The same user connects again: a fresh instance, a fresh actor.
-        await _open_instance(service, client, token, name, "5511900000003")
+        await open_instance(client, service.simulator_url or "", user, "5511900000003")
         purged = await client.delete("/api/whatsapp/instance?purge=true", headers=auth(token))
         assert purged.status_code == 204
         body = (await client.get("/api/whatsapp/conversations", headers=auth(token))).json()
@@ -174,7 +173,7 @@ async def test_a_delete_applies_what_was_accepted_and_a_connect_right_after_work
     name = f"user_{user}"
     rounds = 3
     async with http(service.url) as client:
-        await _open_instance(service, client, token, name, "5511900000004")
+        await open_instance(client, service.simulator_url or "", user, "5511900000004")
         for n in range(rounds):
             message = text_message(
                 f"3EB0DE1E7E{n:010d}", "5511977770001@s.whatsapp.net", f"antes do delete {n}"
@@ -187,7 +186,7 @@ async def test_a_delete_applies_what_was_accepted_and_a_connect_right_after_work
             assert accepted.json() == {"accepted": True, "duplicate": False}
             deleted = await client.delete("/api/whatsapp/instance", headers=auth(token))
             assert deleted.status_code == 204
-            await _open_instance(service, client, token, name, f"551190000001{n}")
+            await open_instance(client, service.simulator_url or "", user, f"551190000001{n}")
         await service.actors.supervisor.call(name, Barrier(), 5)
     async with open_pool(runner.database_url, min_size=1, max_size=1) as pool:
         texts = await pool.fetch(
@@ -231,7 +230,7 @@ async def test_late_events_of_a_deleted_instance_never_reach_its_successor(
     name = f"user_{user}"
     ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
     async with http(service.url) as client:
-        await _open_instance(service, client, token, name, "5511900000005")
+        await open_instance(client, service.simulator_url or "", user, "5511900000005")
         assert (
             await client.delete("/api/whatsapp/instance", headers=auth(token))
         ).status_code == 204

@@ -1,5 +1,6 @@
-"""Step 1 acceptance 8: a crashing actor restarts (count visible), its siblings never notice,
-past its budget it is parked, and the service keeps serving."""
+"""Supervision in the running service: a crashing actor restarts (count visible), its
+siblings never notice, past its budget it is parked, and the service keeps serving; operators
+stop and start actors."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from auzap_actors.core.supervision import RestartPolicy
 from auzap_actors.serve import Running
 
 from .conftest import ADMIN_TOKEN, ServiceRunner
-from .helpers import auth, eventually, http, user_token
+from .helpers import auth, eventually, http, open_instance, user_token
 
 
 async def _tree_entry(client: Any, name: str) -> dict[str, Any]:
@@ -20,29 +21,14 @@ async def _tree_entry(client: Any, name: str) -> dict[str, Any]:
     return entries[name]
 
 
-async def _connect_and_open(service: Running, client: Any, user: uuid.UUID, phone: str) -> str:
-    token = user_token(user)
-    assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
-    name = f"user_{user}"
-    async with http(service.simulator_url or "") as sim:
-        await eventually(lambda: sim.post(f"/_sim/instances/{name}/scan", json={"phone": phone}))
-
-    async def is_open() -> bool:
-        view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-        return bool(view["status"] == "open")
-
-    await eventually(is_open)
-    return name
-
-
 async def test_crash_restart_budget_and_isolation(runner: ServiceRunner) -> None:
     service = await runner.start()
     supervisor = service.actors.supervisor
     supervisor.policy = RestartPolicy(max_restarts=3, window_s=60, backoff_base_s=0.01)
     alice, bob = uuid.uuid4(), uuid.uuid4()
     async with http(service.url) as client:
-        a = await _connect_and_open(service, client, alice, "5511911110000")
-        b = await _connect_and_open(service, client, bob, "5511922220000")
+        a = await open_instance(client, service.simulator_url or "", alice, "5511911110000")
+        b = await open_instance(client, service.simulator_url or "", bob, "5511922220000")
         bob_handle = supervisor.get(b)
         assert bob_handle is not None
 
@@ -104,7 +90,7 @@ async def test_operator_stop_and_start(runner: ServiceRunner) -> None:
     service = await runner.start()
     user = uuid.uuid4()
     async with http(service.url) as client:
-        name = await _connect_and_open(service, client, user, "5511933330000")
+        name = await open_instance(client, service.simulator_url or "", user, "5511933330000")
         stopped = await client.post(f"/admin/instances/{name}/stop", headers=auth(ADMIN_TOKEN))
         assert stopped.status_code == 200 and stopped.json()["actor"] == "stopped"
         answer = await client.post("/api/whatsapp/connect", headers=auth(user_token(user)))

@@ -1,5 +1,6 @@
-"""Step 1 acceptance 6: webhook authentication, persist-then-acknowledge, exactly-once apply,
-clear 4xx for bad input, and the other webhook routes of CONTRACT §5."""
+"""The HTTP webhook routes (CONTRACT §5): authentication, persist-then-acknowledge,
+exactly-once apply, clear 4xx for bad input, the by-event, per-user, legacy and dry-run routes,
+orphans."""
 
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ async def test_persist_then_ack_and_exactly_once(runner: ServiceRunner) -> None:
         await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
         note = await wait_frame(ws, lambda f: f["type"] == "notification")
         assert note["data"]["title"] == "WhatsApp connected"
-        await no_frame(ws, within=0.5)  # applied once: no second status, no second notification
+        await no_frame(ws, service, name)  # applied once: no second status, no second notification
 
     rows = await fetch_rows(
         runner.database_url,
