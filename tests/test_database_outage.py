@@ -26,7 +26,7 @@ from auzap_actors.serve import Running
 
 from .conftest import ADMIN_TOKEN, ServiceRunner
 from .faultdb import DB, FaultPostgres, fault_db_fixture, fault_postgres_fixture  # noqa: F401
-from .helpers import WEBHOOK_HEADERS, auth, eventually, fetch_rows, http, user_token
+from .helpers import WEBHOOK_HEADERS, auth, eventually, fetch_rows, http, open_instance, sim_post_ok
 from .payloads import envelope, text_message
 
 INSTANCES = 4
@@ -44,24 +44,11 @@ class Traffic:
 
 
 async def _open_instances(service: Running, count: int) -> list[str]:
-    names = []
     async with http(service.url) as client, http(service.simulator_url or "") as sim:
-        for n in range(count):
-            user = uuid.uuid4()
-            token = user_token(user)
-            answer = await client.post("/api/whatsapp/connect", headers=auth(token))
-            assert answer.status_code == 200, answer.text
-            name = f"user_{user}"
-            scan = await sim.post(f"/_sim/instances/{name}/scan", json={"phone": f"5511900{n:06d}"})
-            assert scan.status_code == 200, scan.text
-
-            async def is_open(token: str = token) -> bool:
-                view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
-                return bool(view["status"] == "open")
-
-            await eventually(is_open, timeout=20)
-            names.append(name)
-    return names
+        return [
+            await open_instance(client, sim, uuid.uuid4(), f"5511900{n:06d}", timeout=20)
+            for n in range(count)
+        ]
 
 
 def _event(name: str, wa_id: str, n: int) -> dict[str, Any]:
@@ -143,9 +130,9 @@ async def _wait_recovered(dsn: str, traffic: Traffic, since: float, within: floa
 
 async def _evolution_down(service: Running, seconds: float, back: trio.Event) -> None:
     async with http(service.simulator_url or "") as sim:
-        assert (await sim.post("/_sim/faults", json={"mode": "down"})).status_code == 200
+        await sim_post_ok(sim, "/_sim/faults", {"mode": "down"})
         await trio.sleep(seconds)
-        assert (await sim.post("/_sim/faults", json={"mode": "none"})).status_code == 200
+        await sim_post_ok(sim, "/_sim/faults", {"mode": "none"})
     back.set()
 
 

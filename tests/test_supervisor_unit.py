@@ -4,13 +4,14 @@ restarts with backoff, parking once the restart budget is spent, operator restar
 the inbox doorbell.  Time is trio's MockClock with autojump, so backoffs are exact.
 
 `Supervisor.run` boots every known instance from `deps.pool` (list_instances, then orphan
-marking): the tests that need no database run the supervisor with that boot replaced by
-nothing (`_no_boot`) and a `deps` that fails the test if the pool is read at all; the boot
-itself and the routing of unknown names run against the real database of conftest.
+marking): the tests that need no database run it with `boot=False` and a `deps` that fails the
+test if the pool is read at all; the boot itself and the routing of unknown names run against
+the real database of conftest.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -122,10 +123,6 @@ class FakeDeps:
         return self._pool
 
 
-async def _no_boot() -> None:
-    """In place of Supervisor._boot, which lists the instances in the database."""
-
-
 @asynccontextmanager
 async def supervising(
     script: Script, policy: RestartPolicy = POLICY, pool: Any = None
@@ -135,10 +132,8 @@ async def supervising(
     supervisor = Supervisor(
         cast(ActorDeps, FakeDeps(pool)), policy=policy, actor_factory=script.factory
     )
-    if pool is None:
-        supervisor._boot = _no_boot  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
-        await nursery.start(supervisor.run)
+        await nursery.start(functools.partial(supervisor.run, boot=pool is not None))
         yield supervisor
         nursery.cancel_scope.cancel()
 

@@ -143,16 +143,19 @@ class Supervisor:
         self,
         doorbell: Doorbell | None = None,
         *,
+        boot: bool = True,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Boot every known instance's actor, then answer the inbox's doorbell (new rows for
-        these instances) until cancelled."""
+        """Boot every known instance's actor (unless `boot` is False: unit tests without a
+        database), then answer the inbox's doorbell (new rows for these instances) until
+        cancelled."""
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.running = True
                 task_status.started()
-                await self._retry_while_database_is_away("boot", self._boot)
+                if boot:
+                    await self._retry_while_database_is_away("boot", self._boot)
                 while doorbell is not None:
                     self.notify_inbox(await doorbell.wait())
                 await trio.sleep_forever()
