@@ -21,6 +21,8 @@ Rules (read these before changing ``step``)
 * Everything pure that follows from one input (a give-up moving to ``needs_attention``, a
   logout seen by a check, the start of an automatic reconnect) is folded into the same step;
   the calls to Evolution come last, in order.
+* The vocabulary (inputs, effects) is in ``core.instance_model``, the sentences users read in
+  ``core.notices``.
 * Notifications are frames of this step, never of the actor: "Reconnected" replaces
   "connected" after an automatic reconnect, so the user hears one of them.
 * A logout is never followed by an automatic reconnect: the health policy stops expecting the
@@ -33,8 +35,7 @@ Rules (read these before changing ``step``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
 
 from .health import (
     Alert,
@@ -56,10 +57,38 @@ from .health import (
     on_event,
 )
 from .health_sync import health_event_for, state_event_for
+from .instance_model import (
+    FULL_CHECK_EVERY,
+    Boot,
+    CallReconnect,
+    CheckPurpose,
+    ConnectAnswered,
+    Created,
+    Effect,
+    EnsureCreated,
+    Feed,
+    Forgotten,
+    Input,
+    Observed,
+    Persist,
+    Publish,
+    ReconnectOutcome,
+    ResumeAnswered,
+    ResumeSession,
+    RunCheck,
+    SyncWebhook,
+    Tick,
+)
+from .notices import (
+    RECONNECTED,
+    SCAN_AGAIN,
+    alert_notice,
+    notification_frame,
+    reconnect_failed_notice,
+    reconnecting_notice,
+)
 from .state import (
     AttentionRequired,
-    CallConnect,
-    CallLogout,
     ConnectionClosed,
     ConnectionOpened,
     ConnectRequested,
@@ -74,164 +103,31 @@ from .state import (
 )
 from .views import InstanceSnapshot, qrcode_frame, status_frame
 
-# Every Nth health check reads fetchInstances (connectionStatus and disconnectionReasonCode)
-# instead of connectionState, which can report a stale state (evolution-api-v2.md §2.4).
-FULL_CHECK_EVERY = 5
-
-# ---- inputs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Boot:
-    """The actor started from its stored snapshot."""
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """The health timer fired."""
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    """Evolution has the instance now (created, or adopted after a lost answer)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Forgotten:
-    """Evolution answered 404 for the instance (its storage was reset)."""
-
-
-CheckPurpose = Literal["periodic", "boot", "reconcile"]
-
-
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """Evolution's answer to a ``RunCheck``: a connection state (``connection_state`` with the
-    reason code ``fetchInstances`` gives), ``missing`` (404), or ``unreachable`` (why)."""
-
-    purpose: CheckPurpose
-    connection_state: str | None = None
-    reason_code: int | None = None
-    missing: bool = False
-    unreachable: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectAnswered:
-    """Evolution's answer to ``CallConnect``: ``state`` open, or a QR (or neither yet)."""
-
-    state: str | None
-    qr: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeAnswered:
-    """Whether the session dropped while we were down opened again at boot."""
-
-    opened: bool
-    pending: HealthEvent  # what the boot check saw, judged if the resume did not open
-
-
-ReconnectResult = Literal["open", "qr", "pending", "unreachable", "refused"]
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectOutcome:
-    """Evolution's answer to ``CallReconnect``."""
-
-    result: ReconnectResult
-    qr: str | None = None
-    detail: str = ""
-    created: bool = False  # the instance was created in Evolution first
-
-
-Input = (
-    Event
-    | Boot
-    | Tick
-    | Created
-    | Forgotten
-    | Observed
-    | ConnectAnswered
-    | ResumeAnswered
-    | ReconnectOutcome
-)
-
-# ---- effects --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Persist:
-    """Write the new snapshot (always the first effect when present)."""
-
-
-Audience = Literal["user", "org"]
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """A WebSocket frame for the instance's user or its organization."""
-
-    audience: Audience
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class EnsureCreated:
-    """Create (or adopt) the instance in Evolution; answered with ``Created``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Feed:
-    """Feed this input once the effects before it succeeded."""
-
-    input: Input
-
-
-@dataclass(frozen=True, slots=True)
-class SyncWebhook:
-    """Make Evolution call back our current URL and secret; a 404 is answered ``Forgotten``."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunCheck:
-    """Ask Evolution for the instance's state (``full``: through fetchInstances); answered
-    with ``Observed``."""
-
-    purpose: CheckPurpose
-    full: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeSession:
-    """Connect once a session that dropped while we were down; answered ``ResumeAnswered``."""
-
-    pending: HealthEvent
-
-
-@dataclass(frozen=True, slots=True)
-class CallReconnect:
-    """Automatic reconnect ``attempt``: ``restart`` a session stuck connecting, else connect;
-    create the instance first when Evolution lost it.  Answered with ``ReconnectOutcome``."""
-
-    attempt: int
-    restart: bool
-    create_first: bool
-
-
-Effect = (
-    Persist
-    | Publish
-    | EnsureCreated
-    | Feed
-    | CallConnect
-    | CallLogout
-    | SyncWebhook
-    | RunCheck
-    | ResumeSession
-    | CallReconnect
-)
+# The one place to import the step's vocabulary from: re-exported here.
+__all__ = [
+    "FULL_CHECK_EVERY",
+    "Boot",
+    "CallReconnect",
+    "CheckPurpose",
+    "ConnectAnswered",
+    "Created",
+    "Effect",
+    "EnsureCreated",
+    "Feed",
+    "Forgotten",
+    "Input",
+    "Observed",
+    "Persist",
+    "Publish",
+    "ReconnectOutcome",
+    "ResumeAnswered",
+    "ResumeSession",
+    "RunCheck",
+    "SyncWebhook",
+    "Tick",
+    "send_refusal",
+    "step",
+]
 
 
 # ---- the step -------------------------------------------------------------------------------
@@ -460,55 +356,3 @@ class _Step:
 
     def _notify(self, note: Notify) -> None:
         self.frames.append(Publish("user", "notification", notification_frame(note)))
-
-
-# ---- what users read ------------------------------------------------------------------------
-
-
-def notification_frame(note: Notify) -> dict[str, Any]:
-    """Data of the `notification` WebSocket frame (CONTRACT §4)."""
-    return {
-        "level": note.level,
-        "title": note.title,
-        "message": note.message,
-        "action": note.action,
-    }
-
-
-def alert_notice(failures: int) -> Notify:
-    return Notify(
-        "warning",
-        "WhatsApp connection problem",
-        f"WhatsApp failed {failures} health checks in a row; it will be reconnected"
-        " automatically if it does not come back.",
-        action="reconnect",
-    )
-
-
-def reconnecting_notice(attempt: int) -> Notify:
-    return Notify(
-        "info",
-        "Reconnecting WhatsApp",
-        f"Reconnecting automatically (attempt {attempt}).",
-        action="reconnect",
-    )
-
-
-def reconnect_failed_notice(next_in_s: float) -> Notify:
-    return Notify(
-        "warning",
-        "Reconnect failed",
-        f"WhatsApp did not come back; the next try is in {next_in_s:.0f} s.",
-        action="reconnect",
-    )
-
-
-RECONNECTED = Notify(
-    "info", "WhatsApp reconnected", "WhatsApp is connected again.", action="reconnect"
-)
-SCAN_AGAIN = Notify(
-    "warning",
-    "Scan the QR code again",
-    "WhatsApp lost its session; scan the new QR code to reconnect.",
-    kind="qr_expired",
-)

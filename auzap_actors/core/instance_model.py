@@ -1,0 +1,169 @@
+"""The vocabulary of the per-instance step (`core.instance`): the inputs the actor feeds it and
+the effects it asks the actor to carry out.  Plain frozen data, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .health import HealthEvent
+from .state import CallConnect, CallLogout, Event
+
+# Every Nth health check reads fetchInstances (connectionStatus and disconnectionReasonCode)
+# instead of connectionState, which can report a stale state (evolution-api-v2.md §2.4).
+FULL_CHECK_EVERY = 5
+
+# ---- inputs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """The actor started from its stored snapshot."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The health timer fired."""
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """Evolution has the instance now (created, or adopted after a lost answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """Evolution answered 404 for the instance (its storage was reset)."""
+
+
+CheckPurpose = Literal["periodic", "boot", "reconcile"]
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """Evolution's answer to a ``RunCheck``: a connection state (``connection_state`` with the
+    reason code ``fetchInstances`` gives), ``missing`` (404), or ``unreachable`` (why)."""
+
+    purpose: CheckPurpose
+    connection_state: str | None = None
+    reason_code: int | None = None
+    missing: bool = False
+    unreachable: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectAnswered:
+    """Evolution's answer to ``CallConnect``: ``state`` open, or a QR (or neither yet)."""
+
+    state: str | None
+    qr: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeAnswered:
+    """Whether the session dropped while we were down opened again at boot."""
+
+    opened: bool
+    pending: HealthEvent  # what the boot check saw, judged if the resume did not open
+
+
+ReconnectResult = Literal["open", "qr", "pending", "unreachable", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectOutcome:
+    """Evolution's answer to ``CallReconnect``."""
+
+    result: ReconnectResult
+    qr: str | None = None
+    detail: str = ""
+    created: bool = False  # the instance was created in Evolution first
+
+
+Input = (
+    Event
+    | Boot
+    | Tick
+    | Created
+    | Forgotten
+    | Observed
+    | ConnectAnswered
+    | ResumeAnswered
+    | ReconnectOutcome
+)
+
+# ---- effects --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Write the new snapshot (always the first effect when present)."""
+
+
+Audience = Literal["user", "org"]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A WebSocket frame for the instance's user or its organization."""
+
+    audience: Audience
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EnsureCreated:
+    """Create (or adopt) the instance in Evolution; answered with ``Created``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """Feed this input once the effects before it succeeded."""
+
+    input: Input
+
+
+@dataclass(frozen=True, slots=True)
+class SyncWebhook:
+    """Make Evolution call back our current URL and secret; a 404 is answered ``Forgotten``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunCheck:
+    """Ask Evolution for the instance's state (``full``: through fetchInstances); answered
+    with ``Observed``."""
+
+    purpose: CheckPurpose
+    full: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSession:
+    """Connect once a session that dropped while we were down; answered ``ResumeAnswered``."""
+
+    pending: HealthEvent
+
+
+@dataclass(frozen=True, slots=True)
+class CallReconnect:
+    """Automatic reconnect ``attempt``: ``restart`` a session stuck connecting, else connect;
+    create the instance first when Evolution lost it.  Answered with ``ReconnectOutcome``."""
+
+    attempt: int
+    restart: bool
+    create_first: bool
+
+
+Effect = (
+    Persist
+    | Publish
+    | EnsureCreated
+    | Feed
+    | CallConnect
+    | CallLogout
+    | SyncWebhook
+    | RunCheck
+    | ResumeSession
+    | CallReconnect
+)
