@@ -52,11 +52,9 @@ class Settings:
     call_timeout_s: float = 30.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
-
-    @property
-    def demo(self) -> bool:
-        """Demo mode: no real Evolution configured, so the built-in simulator stands in."""
-        return self.evolution_api_url is None
+    # Demo mode: random secrets, the built-in simulator, a login that mints tokens.  Only when
+    # nothing real is configured (or AUZAP_DEMO=1 with nothing real beside it).
+    demo: bool = False
 
     def public_base_url(self, bound_port: int) -> str:
         """The base URL Evolution must call back (WEBHOOK_URL or our own listener)."""
@@ -128,12 +126,45 @@ def _secret(env: Mapping[str, str], name: str, demo: bool, min_len: int = 16) ->
         return value
     if demo:
         return secrets.token_urlsafe(32)
-    raise ConfigError(f"{name} is required when EVOLUTION_API_URL is set (not in demo mode)")
+    raise ConfigError(f"{name} is required (outside demo mode)")
+
+
+# Any of these means a real deployment: demo mode (which mints tokens for anyone who asks)
+# must then be impossible.
+REAL_SETTINGS = (
+    "DATABASE_URL",
+    "EVOLUTION_API_URL",
+    "EVOLUTION_API_KEY",
+    "AUZAP_JWT_SECRET",
+    "AUZAP_JWKS_URL",
+    "AUZAP_WEBHOOK_SECRET",
+    "AUZAP_ADMIN_TOKEN",
+)
+
+
+def _demo(env: Mapping[str, str]) -> bool:
+    """Demo mode: explicit (AUZAP_DEMO=1), or implied when nothing real is configured."""
+    configured = [name for name in REAL_SETTINGS if env.get(name, "").strip()]
+    forced = _bool(env, "AUZAP_DEMO", False)
+    if forced and configured:
+        raise ConfigError(
+            f"AUZAP_DEMO=1 cannot be used with {configured[0]} set: demo mode makes up its"
+            " secrets, runs its own Evolution simulator and lets anyone log in"
+        )
+    if forced:
+        return True
+    if env.get("AUZAP_DEMO", "").strip() and not configured:
+        return False  # AUZAP_DEMO=0 with nothing configured: the checks below name what is missing
+    return not configured
 
 
 def _check(settings: Settings) -> Settings:
     if settings.retry_max_s < settings.retry_initial_s:
         raise ConfigError("AUZAP_RETRY_MAX_S must not be smaller than AUZAP_RETRY_INITIAL_S")
+    if settings.jwt_secret == settings.webhook_secret:
+        # Otherwise the key that signs users' tokens (Supabase's anon key is signed with it
+        # too) would pass webhook authentication.
+        raise ConfigError("AUZAP_WEBHOOK_SECRET must differ from AUZAP_JWT_SECRET")
     if settings.health_max_failures < settings.health_alert_threshold:
         # Reconnecting before the user was alerted would skip the promised warning.
         raise ConfigError(
@@ -147,7 +178,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     database_url = _url(env, "DATABASE_URL", ("postgres", "postgresql"))
     evolution_api_url = _url(env, "EVOLUTION_API_URL", ("http", "https"))
-    demo = evolution_api_url is None
+    demo = _demo(env)
+    if not demo and evolution_api_url is None:
+        raise ConfigError(
+            "EVOLUTION_API_URL is required (demo mode, with its built-in simulator, runs only"
+            " when nothing real is configured)"
+        )
     api_key = env.get("EVOLUTION_API_KEY", "").strip()
     if evolution_api_url and not api_key:
         raise ConfigError("EVOLUTION_API_KEY is required when EVOLUTION_API_URL is set")
@@ -186,5 +222,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_bytes=_int(
             env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
         ),
+        demo=demo,
     )
     return _check(settings)

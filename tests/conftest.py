@@ -4,6 +4,7 @@ in-process on ephemeral ports."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -17,6 +18,7 @@ import trio
 import trio_asyncio
 
 from auzap_actors.config import Settings, load_settings
+from auzap_actors.evolution.simulator import SimulatorConfig, serve_simulator
 from auzap_actors.serve import Running, serve
 from auzap_actors.store.embedded import EmbeddedPostgres
 
@@ -118,7 +120,12 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: str) -> Settin
 
 
 class ServiceRunner:
-    """Starts and stops the service inside a test's nursery."""
+    """Starts and stops the service inside a test's nursery.
+
+    The service talks to an Evolution simulator over real HTTP, as in production: the runner's
+    own (started at the first `start`, kept across restarts of the service, like a real
+    Evolution server), unless the test passes EVOLUTION_API_URL.  `demo=True` runs demo mode
+    instead (its in-process simulator, a demo login), on the test's database."""
 
     def __init__(self, nursery: trio.Nursery, database_url: str, tmp_path: Path) -> None:
         self.nursery = nursery
@@ -126,9 +133,27 @@ class ServiceRunner:
         self.tmp_path = tmp_path
         self._stop: trio.Event | None = None
         self._done: trio.Event | None = None
+        self._simulator_url: str | None = None
 
-    async def start(self, **overrides: str) -> Running:
+    async def simulator(self) -> str:
+        """The runner's Evolution simulator (started on first use)."""
+        if self._simulator_url is None:
+            config = SimulatorConfig(
+                api_key=SIM_API_KEY, webhook_retry_initial_s=1.0, webhook_retry_max_s=30.0
+            )
+            self._simulator_url = await self.nursery.start(serve_simulator, config)
+        return self._simulator_url
+
+    async def start(self, *, demo: bool = False, **overrides: str) -> Running:
+        if demo:
+            overrides["EVOLUTION_API_URL"] = "http://127.0.0.1:9"  # replaced below
+        elif "EVOLUTION_API_URL" not in overrides:
+            overrides["EVOLUTION_API_URL"] = await self.simulator()
         settings = make_settings(self.database_url, self.tmp_path, **overrides)
+        if demo:
+            # Demo mode refuses a real DATABASE_URL (tested in test_config.py); the demo page
+            # is tested here on the test's database all the same.
+            settings = dataclasses.replace(settings, demo=True, evolution_api_url=None)
         stop, done = trio.Event(), trio.Event()
         self._stop, self._done = stop, done
 
@@ -139,6 +164,8 @@ class ServiceRunner:
                 done.set()
 
         running: Running = await self.nursery.start(run)
+        if running.simulator_url is None:
+            running = dataclasses.replace(running, simulator_url=settings.evolution_api_url)
         return running
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ from .conftest import ADMIN_TOKEN, JWT_SECRET, ServiceRunner
 from .helpers import (
     auth,
     barrier,
+    fetch_rows,
     frames_until_pong,
     http,
     next_frame,
@@ -148,3 +149,42 @@ async def test_socket_ends_when_its_token_expires(runner: ServiceRunner) -> None
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
     assert closed.value.reason.code == 4401
+
+
+async def test_org_frames_follow_the_user_to_a_new_organization(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    ws_base = service.url.replace("http://", "ws://")
+    old_org, new_org = uuid.uuid4(), uuid.uuid4()
+    alice, colleague = uuid.uuid4(), uuid.uuid4()
+    async with http(service.url) as client:
+        connect = await client.post(
+            "/api/whatsapp/connect", headers=auth(user_token(alice, old_org))
+        )
+        assert connect.json()["instance"]["organization_id"] == str(old_org)
+        # Alice moved: her next token names the new organization.
+        moved = await client.get("/api/whatsapp/instance", headers=auth(user_token(alice, new_org)))
+        assert moved.status_code == 200 and moved.json()["organization_id"] == str(new_org)
+        rows = await fetch_rows(
+            runner.database_url,
+            "SELECT organization_id::text AS org FROM whatsapp_instances WHERE user_id = $1",
+            alice,
+        )
+        assert rows == [{"org": str(new_org)}]
+        async with open_websocket_url(
+            f"{ws_base}/ws?token={user_token(colleague, new_org)}"
+        ) as ws_new:
+            assert (await next_frame(ws_new))["type"] == "snapshot"
+            async with http(service.simulator_url or "") as sim:
+                await sim_post_ok(
+                    sim, f"/_sim/instances/user_{alice}/scan", {"phone": "5511955551111"}
+                )
+            frame = await wait_frame(ws_new, lambda f: f["type"] == "org.status")
+            assert frame["data"]["instance_name"] == f"user_{alice}"
+
+
+async def test_demo_routes_do_not_exist_outside_demo_mode(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    async with http(service.url) as client:
+        assert (await client.post("/api/demo/login")).status_code == 404
+        scan = await client.post("/api/demo/scan", headers=auth(user_token(uuid.uuid4())))
+        assert scan.status_code == 404

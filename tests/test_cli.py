@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from auzap_actors.web.auth import decode_user_token
 
@@ -92,19 +93,40 @@ def _check_serving_then_sigterm(proc: subprocess.Popen[str], data_dir: Path) -> 
             proc.wait()
 
 
-def test_bad_configuration_stops_with_one_clear_line(tmp_path: Path) -> None:
-    env = dict(os.environ, EVOLUTION_API_URL="http://evolution:8080", AUZAP_DATA_DIR=str(tmp_path))
-    env.pop("EVOLUTION_API_KEY", None)
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"EVOLUTION_API_URL": "http://evolution:8080"}, "EVOLUTION_API_KEY"),
+        ({"DATABASE_URL": "postgresql://db/auzap"}, "EVOLUTION_API_URL"),
+        ({"AUZAP_DEMO": "1", "AUZAP_JWT_SECRET": "s" * 40}, "AUZAP_JWT_SECRET"),
+        (
+            {
+                "EVOLUTION_API_URL": "http://evolution:8080",
+                "EVOLUTION_API_KEY": "k",
+                "AUZAP_JWT_SECRET": "same" * 10,
+                "AUZAP_WEBHOOK_SECRET": "same" * 10,
+                "AUZAP_ADMIN_TOKEN": "a" * 20,
+            },
+            "AUZAP_WEBHOOK_SECRET",
+        ),
+    ],
+    ids=["no-evolution-key", "database-without-evolution", "demo-with-a-secret", "equal-secrets"],
+)
+def test_bad_configuration_stops_with_one_clear_line(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AUZAP_", "EVOLUTION_"))}
+    clean.pop("DATABASE_URL", None)
     result = subprocess.run(
         [sys.executable, "-m", "auzap_actors", "serve"],
-        env=env,
+        env={**clean, **env, "AUZAP_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "EVOLUTION_API_KEY" in lines[0], result.stderr
+    assert len(lines) == 1 and named in lines[0], result.stderr
 
 
 def test_token_command_mints_a_token_the_service_accepts() -> None:

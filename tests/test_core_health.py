@@ -342,7 +342,7 @@ def test_ten_minutes_of_evolution_outage_is_not_the_instances_fault(failures_bef
             assert run.state.consecutive_failures == failures_before
             assert run.state.alerted == before.alerted
             assert run.state.reconnect_attempts == 0 and not run.state.gave_up
-        assert run.issues.count("Evolution API unreachable: circuit open") == 1
+        assert run.issues.count("Evolution API unreachable") == 1
         now += 60.0
         run(CheckOpen(), now)
         assert run.status == "healthy" and run.issues == ()

@@ -62,7 +62,7 @@ def _drive(url: str, screenshots: Path) -> dict[str, str]:
 
 
 async def test_demo_page_connects_in_a_real_browser(runner: ServiceRunner, tmp_path: Path) -> None:
-    service = await runner.start()
+    service = await runner.start(demo=True)
     shots = Path(os.environ.get("AUZAP_SCREENSHOTS", tmp_path))
     with trio.fail_after(120):
         done = await trio.run_process(

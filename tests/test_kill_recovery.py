@@ -18,7 +18,7 @@ import trio
 from auzap_actors.store import instances
 from auzap_actors.store.db import open_pool
 
-from .conftest import ADMIN_TOKEN, JWT_SECRET, WEBHOOK_SECRET
+from .conftest import ADMIN_TOKEN, JWT_SECRET, SIM_API_KEY, WEBHOOK_SECRET, ServiceRunner
 from .helpers import WEBHOOK_HEADERS, eventually
 from .payloads import envelope, text_message
 
@@ -26,7 +26,9 @@ USER = uuid.uuid4()
 NAME = f"user_{USER}"
 
 
-def _start(database_url: str, data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+def _start(
+    database_url: str, data_dir: Path, evolution_url: str
+) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUZAP_", "EVOLUTION_"))}
     env.update(
         {
@@ -36,6 +38,8 @@ def _start(database_url: str, data_dir: Path) -> tuple[subprocess.Popen[str], st
             "AUZAP_JWT_SECRET": JWT_SECRET,
             "AUZAP_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "AUZAP_ADMIN_TOKEN": ADMIN_TOKEN,
+            "EVOLUTION_API_URL": evolution_url,
+            "EVOLUTION_API_KEY": SIM_API_KEY,
         }
     )
     proc = subprocess.Popen(
@@ -54,11 +58,12 @@ def _start(database_url: str, data_dir: Path) -> tuple[subprocess.Popen[str], st
 
 
 async def test_sigkill_while_streaming_loses_nothing_applies_once(
-    database_url: str, tmp_path: Path
+    runner: ServiceRunner, database_url: str, tmp_path: Path
 ) -> None:
+    evolution = await runner.simulator()  # the service runs in another process; Evolution here
     async with open_pool(database_url, min_size=1, max_size=1) as pool:
         await instances.ensure_instance(pool, NAME, USER, None)
-    proc, url = await trio.to_thread.run_sync(_start, database_url, tmp_path / "data")
+    proc, url = await trio.to_thread.run_sync(_start, database_url, tmp_path / "data", evolution)
     acked: set[str] = set()
     total = 600
     try:
@@ -101,7 +106,7 @@ async def test_sigkill_while_streaming_loses_nothing_applies_once(
     print(f"acknowledged {len(acked)}, unapplied at the kill: {backlog}")
     assert backlog > 0, "the kill must leave stored-but-unapplied events for the restart"
 
-    proc, url = await trio.to_thread.run_sync(_start, database_url, tmp_path / "data")
+    proc, url = await trio.to_thread.run_sync(_start, database_url, tmp_path / "data", evolution)
     try:
         async with open_pool(database_url, min_size=1, max_size=1) as pool:
 

@@ -12,6 +12,7 @@ import trio
 from ..core.events import WEBHOOK_EVENTS
 from ..core.health import HealthPolicy
 from ..core.webhook import WEBHOOK_SECRET_HEADER
+from ..core.webhook_auth import instance_secret
 from ..evolution.client import EvolutionClient
 from ..evolution.types import WebhookConfig
 from .hub import Hub
@@ -29,9 +30,11 @@ class ActorDeps:
     # Node-wide bound on concurrent connect/restart calls (boot resumes, reconnects, users).
     connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
 
-    def webhook_config(self) -> WebhookConfig:
+    def webhook_config(self, instance_name: str) -> WebhookConfig:
+        """What Evolution must call back for one instance: our URL, with that instance's own
+        secret (never the master)."""
         return WebhookConfig(
             url=f"{self.webhook_base_url}/api/webhook/whatsapp",
             events=WEBHOOK_EVENTS,
-            headers={WEBHOOK_SECRET_HEADER: self.webhook_secret},
+            headers={WEBHOOK_SECRET_HEADER: instance_secret(self.webhook_secret, instance_name)},
         )

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 async def create_or_adopt(deps: ActorDeps, name: str) -> None:
     """Create the instance in Evolution (the seed's createUserInstance) and record it."""
     evolution = deps.evolution
-    config = deps.webhook_config()
+    config = deps.webhook_config(name)
     try:
         created = await evolution.create_instance(name, webhook=config)
         instance_id: str | None = created.instance_id
@@ -47,10 +47,12 @@ async def create_or_adopt(deps: ActorDeps, name: str) -> None:
 
 
 async def sync_webhook(deps: ActorDeps, name: str) -> bool:
-    """Make Evolution call back this service's current URL with the current secret (both may
-    have changed since the instance was created).  False when Evolution has no such instance.
+    """Make Evolution call back this service's current URL with the instance's current secret
+    (both may have changed since the instance was created; instances configured before
+    per-instance secrets carried the master, and are moved to their own here, at boot).  False
+    when Evolution has no such instance.
     """
-    wanted = deps.webhook_config()
+    wanted = deps.webhook_config(name)
     try:
         current = await deps.evolution.find_webhook(name)
         if current is None or (current.url, current.headers, current.enabled) != (

@@ -30,7 +30,7 @@ from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWrit
 from ..store.views import list_conversations, list_messages
 from .hub import Hub, Subscription
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
-from .messages import Connect, DeleteInstance, Logout, NotConnected, SendText
+from .messages import Connect, DeleteInstance, Logout, NotConnected, SendText, SetOrganization
 from .supervisor import Child, Supervisor
 
 __all__ = [
@@ -124,7 +124,7 @@ class Actors:
         """The user's instance as its actor sees it, or None if the user has none."""
         child = self.supervisor.get(instance_name_for(user.user_id))
         if child is not None and child.snapshot is not None and not child.deleted:
-            return child.snapshot
+            return await self._follow_organization(user, child.snapshot)
         async with _database():
             record = await instances.find_by_user(self._pool, user.user_id)
         return record.snapshot() if record else None
@@ -144,7 +144,20 @@ class Actors:
         snapshot: InstanceSnapshot = await self.supervisor.call(
             name, Connect(), self.call_timeout_s
         )
-        return snapshot
+        return await self._follow_organization(user, snapshot)
+
+    async def _follow_organization(
+        self, user: UserRef, snapshot: InstanceSnapshot
+    ) -> InstanceSnapshot:
+        """The organization is the one of the user's current token, not the one they had when
+        the instance was created: `org.*` frames follow the user to a new organization."""
+        org = str(user.organization_id) if user.organization_id else None
+        if snapshot.organization_id == org:
+            return snapshot
+        changed: InstanceSnapshot = await self.supervisor.call(
+            snapshot.instance_name, SetOrganization(org), self.call_timeout_s
+        )
+        return changed
 
     async def _user_call(self, user: UserRef, message: Any) -> Any:
         """Ask the user's actor; UnknownActor when the user has no instance."""

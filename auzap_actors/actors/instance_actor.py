@@ -28,6 +28,7 @@ from ..core.instance import (
     Feed,
     Forgotten,
     Input,
+    OrganizationChanged,
     Persist,
     Publish,
     ResumeSession,
@@ -60,6 +61,7 @@ from .messages import (
     Logout,
     NotConnected,
     SendText,
+    SetOrganization,
 )
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,9 @@ class InstanceActor:
             case HealthTick():
                 await self.feed(Tick())
                 return None
+            case SetOrganization(organization_id=org):
+                await self.feed(OrganizationChanged(org))
+                return self.snapshot
             case DeleteInstance(purge=purge):
                 await self._delete(purge)
                 return None

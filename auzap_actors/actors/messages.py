@@ -25,6 +25,13 @@ class DeleteInstance:
 
 
 @dataclass(frozen=True, slots=True)
+class SetOrganization:
+    """The user's current organization, from their token. Replies with the snapshot."""
+
+    organization_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DrainInbox:
     """New webhook rows were committed for this instance."""
 

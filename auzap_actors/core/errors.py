@@ -5,11 +5,18 @@ from __future__ import annotations
 
 
 class UpstreamError(Exception):
-    """A dependency (Evolution) refused or failed a call: the front answers 502."""
+    """A dependency (Evolution) refused or failed a call: the front answers 502.
+
+    `str()` is for operators' logs (it may name hosts and paths); `user_message` is what a
+    user may read."""
+
+    user_message = "Evolution API refused the request."
 
 
 class UpstreamUnavailable(UpstreamError):
     """A dependency cannot be reached now (transport error, circuit open): 503 + Retry-After."""
+
+    user_message = "Evolution API is unavailable right now; retry shortly."
 
 
 class BadCursor(ValueError):

@@ -49,7 +49,8 @@ CheckLoggedOut -- close with 401/402/403/406: the credentials are gone.
     notify twice.  Never a reconnect: nothing counts until the instance is seen open again.
 
 EvolutionUnreachable -- breaker open or a transport error: not the instance's fault.
-    ``error``; the issue "Evolution API unreachable: <detail>" added; failures, ``alerted``,
+    ``error``; the issue "Evolution API unreachable" added (users read issues: the detail,
+    which may name hosts, is for the operators' log); failures, ``alerted``,
     ``healthy_since`` and the attempt counter unchanged; never a decision.  ``reconnect_due_at``
     is pushed to at least ``now``: no backlog of reconnects fires when Evolution returns, the
     next check that gets an answer decides.  A reconnect in progress stays in progress and is
@@ -142,7 +143,7 @@ __all__ = [
     "uptime",
 ]
 
-_UNREACHABLE_PREFIX = "Evolution API unreachable: "
+UNREACHABLE_ISSUE = "Evolution API unreachable"
 
 
 # ---- the transition -------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def _add_issue(issues: tuple[str, ...], issue: str) -> tuple[str, ...]:
 
 def _answered(issues: tuple[str, ...]) -> tuple[str, ...]:
     """Evolution answered: its unreachability is no longer an issue."""
-    return tuple(i for i in issues if not i.startswith(_UNREACHABLE_PREFIX))
+    return tuple(i for i in issues if i != UNREACHABLE_ISSUE)
 
 
 def _not_open_issue(event: CheckNotOpen) -> str:
@@ -294,13 +295,13 @@ def on_event(
             return _on_not_open(state, event, now, policy, jitter_sample)
         case CheckLoggedOut(reason_code=code):
             return _on_logged_out(state, code, now)
-        case EvolutionUnreachable(detail=detail):
+        case EvolutionUnreachable():
             due = state.reconnect_due_at
             return replace(
                 state,
                 status="error",
                 last_check_at=now,
-                issues=_add_issue(state.issues, f"{_UNREACHABLE_PREFIX}{detail}"),
+                issues=_add_issue(state.issues, UNREACHABLE_ISSUE),
                 reconnect_due_at=None if due is None else max(due, now),
             ), ()
         case ReconnectStarted():

@@ -70,6 +70,7 @@ from .instance_model import (
     Forgotten,
     Input,
     Observed,
+    OrganizationChanged,
     Persist,
     Publish,
     ReconnectOutcome,
@@ -117,6 +118,7 @@ __all__ = [
     "Forgotten",
     "Input",
     "Observed",
+    "OrganizationChanged",
     "Persist",
     "Publish",
     "ReconnectOutcome",
@@ -199,6 +201,10 @@ class _Step:
                 self.snap = replace(snap, in_evolution=True)
             case Forgotten():
                 self.snap = replace(snap, in_evolution=False)
+            case OrganizationChanged(organization_id=org):
+                if org != snap.organization_id:
+                    self.snap = replace(snap, organization_id=org, updated_at=self.now)
+                    self.persist = True
             case Observed():
                 self._observed(item)
             case ConnectAnswered(state=state, qr=qr):

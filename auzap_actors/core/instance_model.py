@@ -32,6 +32,13 @@ class Created:
 
 
 @dataclass(frozen=True, slots=True)
+class OrganizationChanged:
+    """The user's token names another organization (or none): `org.*` frames follow them."""
+
+    organization_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Forgotten:
     """Evolution answered 404 for the instance (its storage was reset)."""
 
@@ -86,6 +93,7 @@ Input = (
     | Tick
     | Created
     | Forgotten
+    | OrganizationChanged
     | Observed
     | ConnectAnswered
     | ResumeAnswered

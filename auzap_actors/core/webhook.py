@@ -101,7 +101,9 @@ def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = Non
         instance=instance.strip(),
         data=payload.get("data"),
         date_time=date_time if isinstance(date_time, str) else None,
-        raw=payload,
+        # Evolution puts the instance's own API key in every envelope: it is a credential, and
+        # nothing we store or show may carry it.
+        raw={k: v for k, v in payload.items() if k != "apikey"},
     )
 
 

@@ -38,6 +38,10 @@ class EvolutionError(UpstreamError):
         self.path = path
         self.reason = reason
         super().__init__(self._sentence())
+        if messages and not self.retryable and status is not None:
+            # Evolution's own words ("number not on WhatsApp") help the user; hosts, paths and
+            # transport errors stay in the operators' log.
+            self.user_message = f"Evolution API refused the request: {'; '.join(messages)}"
 
     def _sentence(self) -> str:
         where = "unavailable" if self.status is None else str(self.status)

@@ -159,7 +159,7 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
     await db.execute(
         "UPDATE whatsapp_instances SET status = $2, is_connected = $3, phone_number = $4,"
         " qr_code = $5, profile_name = $6, state_since = $7, last_reason = $8, health = $9,"
-        " updated_at = $10 WHERE instance_name = $1",
+        " updated_at = $10, organization_id = $11::uuid WHERE instance_name = $1",
         snapshot.instance_name,
         state.status.value,
         state.is_connected,
@@ -170,6 +170,7 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
         state.last_reason,
         health_to_json(health),
         _ts(snapshot.updated_at),
+        snapshot.organization_id,
     )
 
 

@@ -100,14 +100,13 @@ def create_app(svc: WebContext) -> QuartTrio:
 
     @app.errorhandler(UpstreamError)
     async def _evolution(exc: UpstreamError) -> Response:
+        # The details (hosts, paths, transport errors) are for operators, in the log.
+        log.warning("Evolution call failed: %s", exc)
         if isinstance(exc, UpstreamUnavailable):
             return error_response(
-                503,
-                "evolution_unavailable",
-                f"Evolution API is unavailable: {exc}",
-                {"Retry-After": "5"},
+                503, "evolution_unavailable", exc.user_message, {"Retry-After": "5"}
             )
-        return error_response(502, "evolution_error", f"Evolution API refused: {exc}")
+        return error_response(502, "evolution_error", exc.user_message)
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:

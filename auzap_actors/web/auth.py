@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 import uuid
 from collections.abc import Mapping
@@ -12,6 +11,8 @@ import jwt
 from werkzeug.datastructures import Headers
 
 from ..actors.facade import UserRef
+from ..core.webhook import WEBHOOK_SECRET_HEADER
+from ..core.webhook_auth import accepted_secrets, same_secret, webhook_claims_problem
 
 ALGORITHMS = ["HS256"]  # never "none", never anything asymmetric: one secret, one algorithm
 
@@ -91,26 +92,35 @@ def bearer_token(headers: HeaderLookup) -> str | None:
     return token.strip()
 
 
-def same_secret(given: str | None, expected: str) -> bool:
-    if not given:
-        return False
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
 def check_admin(headers: HeaderLookup, admin_token: str) -> None:
     if not same_secret(bearer_token(headers), admin_token):
         raise AuthError("The admin token is missing or wrong.")
 
 
-def check_webhook(headers: HeaderLookup, secret: str, header_name: str) -> None:
-    """Either the shared-secret header or Evolution's `jwt_key` Bearer JWT (CONTRACT §2)."""
-    if same_secret(headers.get(header_name), secret):
+def has_webhook_credentials(headers: HeaderLookup) -> bool:
+    """Whether the request carries any webhook credential at all (checked before the body is
+    read: a request without one is refused at once)."""
+    return bool(headers.get(WEBHOOK_SECRET_HEADER) or bearer_token(headers))
+
+
+def check_webhook(headers: HeaderLookup, master: str, instance_name: str) -> None:
+    """The instance's own secret (or the master) in the secret header, or Evolution's
+    `jwt_key` Bearer JWT signed with one of them (CONTRACT §2); AuthError (401) otherwise."""
+    secrets = accepted_secrets(master, instance_name)
+    given = headers.get(WEBHOOK_SECRET_HEADER)
+    if any(same_secret(given, secret) for secret in secrets):
         return
     token = bearer_token(headers)
     if token:
-        try:
-            jwt.decode(token, secret, algorithms=ALGORITHMS, options={"require": ["exp"]})
-            return
-        except jwt.InvalidTokenError:
-            pass
-    raise AuthError("The webhook secret is missing or wrong.")
+        for secret in secrets:
+            try:
+                claims = jwt.decode(
+                    token, secret, algorithms=ALGORITHMS, options={"require": ["exp", "iat"]}
+                )
+            except jwt.InvalidTokenError:
+                continue
+            problem = webhook_claims_problem(claims)
+            if problem is None:
+                return
+            raise AuthError(f"The webhook token is refused: {problem}.")
+    raise AuthError("The webhook secret is missing or wrong for this instance.")

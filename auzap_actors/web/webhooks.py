@@ -15,13 +15,12 @@ from ..actors.facade import EventRejected, IntakeUnavailable
 from ..core.naming import instance_name_for
 from ..core.routing import classify, describe
 from ..core.webhook import (
-    WEBHOOK_SECRET_HEADER,
     WebhookError,
     decode_json,
     dedup_key,
     parse_envelope,
 )
-from .auth import check_webhook
+from .auth import AuthError, check_webhook, has_webhook_credentials
 from .context import context
 from .errors import ApiError
 
@@ -36,7 +35,8 @@ async def _receive(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     ctx = context()
-    check_webhook(request.headers, ctx.settings.webhook_secret, WEBHOOK_SECRET_HEADER)
+    if not has_webhook_credentials(request.headers):
+        raise AuthError("The webhook secret is missing.")
     body = await request.get_data(cache=False, as_text=False)
     assert isinstance(body, bytes)
     try:
@@ -52,6 +52,8 @@ async def _receive(
             raise ApiError(
                 403, "forbidden", "The envelope names an instance that is not this user's."
             )
+    # The secret must be the one of the instance the event names (or the master).
+    check_webhook(request.headers, ctx.settings.webhook_secret, envelope.instance)
     if dry_run:
         try:
             route = classify(envelope.event, envelope.data)
