@@ -52,6 +52,9 @@ class Settings:
     call_timeout_s: float = 30.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
+    jwks_url: str | None = None  # unset: user tokens are HS256 with jwt_secret only
+    jwt_issuer: str | None = None  # unset: `iss` is not checked
+    jwks_refresh_s: float = 60.0  # at most one JWKS fetch per this many seconds
     # Demo mode: random secrets, the built-in simulator, a login that mints tokens.  Only when
     # nothing real is configured (or AUZAP_DEMO=1 with nothing real beside it).
     demo: bool = False
@@ -222,6 +225,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_bytes=_int(
             env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
         ),
+        jwks_url=_url(env, "AUZAP_JWKS_URL", ("http", "https")),
+        jwt_issuer=env.get("AUZAP_JWT_ISSUER", "").strip() or None,
+        jwks_refresh_s=_float(env, "AUZAP_JWKS_REFRESH_S", 60.0, 0.1, 86400.0),
         demo=demo,
     )
     return _check(settings)

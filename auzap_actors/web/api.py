@@ -11,21 +11,23 @@ from quart import Blueprint, Response, request
 from ..actors.facade import UserRef
 from ..core.errors import BadCursor
 from ..core.views import instance_view
-from .auth import bearer_token, decode_user_token
-from .context import context
+from .auth import bearer_token
+from .context import context, user_tokens
 from .errors import ApiError
 
 api = Blueprint("api", __name__, url_prefix="/api/whatsapp")
 
 
-def current_user() -> UserRef:
-    """The authenticated user of this request; AuthError (401) otherwise."""
-    return decode_user_token(bearer_token(request.headers), context().settings.jwt_secret)
+async def current_user() -> UserRef:
+    """The authenticated user of this request; AuthError (401) otherwise.
+
+    Async because a token signed by a key we have not seen yet may fetch the JWKS."""
+    return await user_tokens().authenticate(bearer_token(request.headers))
 
 
 @api.post("/connect")
 async def connect() -> dict[str, Any]:
-    user = current_user()
+    user = await current_user()
     actors = context().actors
     snapshot = await actors.connect(user)
     return {"instance": instance_view(snapshot, actors.now())}
@@ -33,7 +35,7 @@ async def connect() -> dict[str, Any]:
 
 @api.get("/instance")
 async def get_instance() -> dict[str, Any]:
-    user = current_user()
+    user = await current_user()
     actors = context().actors
     snapshot = await actors.find_user_instance(user)
     if snapshot is None:
@@ -43,7 +45,7 @@ async def get_instance() -> dict[str, Any]:
 
 @api.post("/logout")
 async def logout() -> dict[str, Any]:
-    user = current_user()
+    user = await current_user()
     actors = context().actors
     snapshot = await actors.logout(user)
     return {"instance": instance_view(snapshot, actors.now())}
@@ -51,7 +53,7 @@ async def logout() -> dict[str, Any]:
 
 @api.delete("/instance")
 async def delete_instance() -> Response:
-    user = current_user()
+    user = await current_user()
     purge = request.args.get("purge", "false").lower()
     if purge not in ("true", "false"):
         raise ApiError(400, "invalid_purge", "`purge` must be true or false.")
@@ -72,7 +74,7 @@ async def _json_object() -> dict[str, Any]:
 
 @api.post("/messages")
 async def send_message() -> tuple[dict[str, Any], int]:
-    user = current_user()
+    user = await current_user()
     body = await _json_object()
     to, text = body.get("to"), body.get("text")
     if not isinstance(to, str) or not _TO.match(to.strip().lstrip("+").replace(" ", "")):
@@ -99,7 +101,7 @@ def _page_args() -> tuple[int, str | None]:
 
 @api.get("/conversations")
 async def conversations() -> dict[str, Any]:
-    user = current_user()
+    user = await current_user()
     limit, before = _page_args()
     try:
         items, cursor = await context().actors.conversations(user, limit, before)
@@ -110,7 +112,7 @@ async def conversations() -> dict[str, Any]:
 
 @api.get("/conversations/<conversation_id>/messages")
 async def conversation_messages(conversation_id: str) -> dict[str, Any]:
-    user = current_user()
+    user = await current_user()
     limit, before = _page_args()
     try:
         wanted = uuid.UUID(conversation_id)

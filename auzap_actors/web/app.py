@@ -21,8 +21,8 @@ from ..actors.facade import (
 from ..core.errors import UpstreamError, UpstreamUnavailable
 from .admin import admin
 from .api import api
-from .auth import AuthError
-from .context import EXTENSION, WebContext
+from .auth import AuthError, UserTokens
+from .context import EXTENSION, TOKENS, WebContext
 from .demo import demo
 from .errors import ApiError, error_response
 from .ops import ops
@@ -58,6 +58,7 @@ async def body_fully_received(req: Request, grace: float = 0.05) -> bool:
 def create_app(svc: WebContext) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None)
     app.extensions[EXTENSION] = svc
+    app.extensions[TOKENS] = UserTokens.from_settings(svc.settings)
     app.config["MAX_CONTENT_LENGTH"] = svc.settings.webhook_max_bytes
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["JSON_SORT_KEYS"] = False

@@ -1,4 +1,10 @@
-"""Authentication: user JWTs (HS256, Supabase-compatible), the admin token, webhook secrets."""
+"""Authentication: user JWTs (Supabase-compatible), the admin token, webhook secrets.
+
+A user token is verified by the algorithm its header names, and only by the key that
+algorithm belongs to: HS256 with the shared secret (Supabase's legacy JWT secret), ES256/RS256
+with the JWKS key its `kid` names (Supabase's signing keys), each JWKS key pinned to its own
+algorithm.  `none` and every other algorithm are refused before any key is looked at.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import jwt
+from jwt import PyJWK
 from werkzeug.datastructures import Headers
 
 from ..actors.facade import UserRef
+from ..config import Settings
 from ..core.webhook import WEBHOOK_SECRET_HEADER
 from ..core.webhook_auth import accepted_secrets, same_secret, webhook_claims_problem
+from .jwks import ASYMMETRIC_ALGORITHMS, JwksKeyStore
 
-ALGORITHMS = ["HS256"]  # never "none", never anything asymmetric: one secret, one algorithm
+ALGORITHMS = ["HS256"]  # the shared secrets' one algorithm; never "none"
 
 
 # Request headers as quart gives them, or a plain dict (tests, the CLI).
@@ -35,17 +44,67 @@ def _uuid_claim(value: Any, name: str) -> uuid.UUID:
         raise AuthError(f"The token's {name} claim is not a UUID.") from None
 
 
-def decode_user_token(token: str | None, secret: str) -> UserRef:
-    """The user a bearer token names; raises AuthError (401) for anything doubtful."""
+def _header_of(token: str) -> dict[str, Any]:
+    try:
+        return jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"The token is invalid: {exc}.", "invalid_token") from None
+
+
+def _expiry(value: Any) -> float:
+    # PyJWT validated `exp` as int(value), so a numeric string ("1924992000") passed too: the
+    # same reading here, or the WebSocket would never learn when to close.
+    try:
+        return float(int(value))
+    except (ValueError, TypeError, OverflowError):
+        raise AuthError("The token's exp claim is not a number.", "invalid_token") from None
+
+
+def decode_user_token(
+    token: str | None,
+    secret: str,
+    *,
+    signing_key: PyJWK | None = None,
+    issuer: str | None = None,
+) -> UserRef:
+    """The user a bearer token names; raises AuthError (401) for anything doubtful.
+
+    An HS256 token is checked with `secret`; an ES256/RS256 one with `signing_key`, the JWKS
+    key its `kid` names (the caller looked it up: `UserTokens.authenticate`), which must be
+    pinned to that same algorithm.  `exp` and a UUID `sub` are required, and `iss` must equal
+    `issuer` when one is given.
+    """
     if not token:
         raise AuthError("A bearer token is required.")
+    alg = _header_of(token).get("alg")
+    key: Any
+    if alg == "HS256":
+        key = secret
+    elif alg in ASYMMETRIC_ALGORITHMS:
+        if signing_key is None:
+            raise AuthError("The token's signing key (kid) is not known here.", "invalid_token")
+        # The key's pinned algorithm, never the header's word: an RS256 header naming an EC
+        # key (or the reverse) is refused here, whatever the PyJWT version does with it.
+        if signing_key.algorithm_name != alg:
+            raise AuthError(
+                f"The token's algorithm {alg} does not match its key's.", "invalid_token"
+            )
+        key = signing_key.key
+    else:
+        shown = str(alg)[:16]
+        raise AuthError(f"The token's algorithm {shown!r} is not accepted.", "invalid_token")
     try:
         claims = jwt.decode(
             token,
-            secret,
-            algorithms=ALGORITHMS,
+            key,
+            algorithms=[alg],
+            issuer=issuer,
             # Supabase puts aud=authenticated; we check the signature and expiry, not audience.
-            options={"require": ["exp", "sub"], "verify_aud": False},
+            options={
+                "require": ["exp", "sub", "iss"] if issuer else ["exp", "sub"],
+                "verify_aud": False,
+                "enforce_minimum_key_length": True,
+            },
             leeway=5,
         )
     except jwt.ExpiredSignatureError:
@@ -56,12 +115,50 @@ def decode_user_token(token: str | None, secret: str) -> UserRef:
     org = claims.get("organization_id")
     if org is None and isinstance(claims.get("app_metadata"), dict):
         org = claims["app_metadata"].get("organization_id")
-    exp = claims.get("exp")
     return UserRef(
         user_id,
         _uuid_claim(org, "organization_id") if org else None,
-        float(exp) if isinstance(exp, int | float) else None,
+        _expiry(claims["exp"]),
     )
+
+
+class UserTokens:
+    """How this service verifies user tokens: the HS256 secret, the JWKS keys (when
+    AUZAP_JWKS_URL is set) and the expected issuer (when AUZAP_JWT_ISSUER is set)."""
+
+    def __init__(
+        self, secret: str, keys: JwksKeyStore | None = None, issuer: str | None = None
+    ) -> None:
+        self.secret = secret
+        self.keys = keys
+        self.issuer = issuer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UserTokens:
+        keys = None
+        if settings.jwks_url:
+            keys = JwksKeyStore(settings.jwks_url, refresh_interval_s=settings.jwks_refresh_s)
+        return cls(settings.jwt_secret, keys, settings.jwt_issuer)
+
+    def __repr__(self) -> str:
+        return f"<UserTokens HS256{' + ' + repr(self.keys) if self.keys else ''}>"
+
+    async def authenticate(self, token: str | None) -> UserRef:
+        """The user a bearer token names; raises AuthError (401) otherwise.
+
+        An ES256/RS256 token's key is looked up by its `kid`, which may fetch the JWKS once
+        (see `JwksKeyStore.key_for`: rate-limited, never raises for a failed fetch).
+        """
+        signing_key = None
+        if token and self.keys is not None:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.InvalidTokenError:
+                header = {}  # decode_user_token says what is wrong with it
+            kid = header.get("kid")
+            if header.get("alg") in ASYMMETRIC_ALGORITHMS and isinstance(kid, str) and kid:
+                signing_key = await self.keys.key_for(kid)
+        return decode_user_token(token, self.secret, signing_key=signing_key, issuer=self.issuer)
 
 
 def mint_user_token(

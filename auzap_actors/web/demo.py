@@ -46,7 +46,7 @@ async def login() -> dict[str, Any]:
 
 @demo.post("/api/demo/scan")
 async def scan() -> dict[str, Any]:
-    user = current_user()
+    user = await current_user()
     svc = context()
     if svc.simulator_url is None:
         raise ApiError(404, "not_found", "No simulator in this deployment.")

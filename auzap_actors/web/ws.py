@@ -15,8 +15,8 @@ import trio
 from quart import Blueprint, Response, websocket
 
 from ..core.views import encode_frame, instance_view
-from .auth import AuthError, decode_user_token
-from .context import WebContext, context
+from .auth import AuthError
+from .context import WebContext, context, user_tokens
 
 sockets = Blueprint("sockets", __name__)
 
@@ -48,7 +48,7 @@ async def browser_socket() -> Response | None:
     if not _origin_allowed(svc):
         return _reject(403, "forbidden_origin", "This origin may not open the socket.")
     try:
-        user = decode_user_token(websocket.args.get("token"), svc.settings.jwt_secret)
+        user = await user_tokens().authenticate(websocket.args.get("token"))
     except AuthError as exc:
         return _reject(401, exc.code, exc.message)
     await websocket.accept()
