@@ -137,11 +137,14 @@ async def test_a_socket_gets_only_its_own_users_and_orgs_frames(runner: ServiceR
         assert mine.status_code == 404
 
 
-async def test_socket_ends_when_its_token_expires(runner: ServiceRunner) -> None:
+@pytest.mark.parametrize("exp_type", [int, str], ids=["numeric-exp", "numeric-string-exp"])
+async def test_socket_ends_when_its_token_expires(
+    runner: ServiceRunner, exp_type: type[int] | type[str]
+) -> None:
     service = await runner.start()
-    token = jwt.encode(
-        {"sub": str(uuid.uuid4()), "exp": int(time.time()) + 2}, JWT_SECRET, algorithm="HS256"
-    )
+    # PyJWT accepts an `exp` given as a numeric string: the socket must still end at expiry.
+    exp = exp_type(int(time.time()) + 2)
+    token = jwt.encode({"sub": str(uuid.uuid4()), "exp": exp}, JWT_SECRET, algorithm="HS256")
     url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
     async with open_websocket_url(url) as ws:
         assert (await next_frame(ws))["type"] == "snapshot"

@@ -48,6 +48,15 @@ async def test_no_secret_in_logs_bodies_frames_or_stored_payloads(
         bodies.append(answer.text)
         return answer
 
+    async def send(client: httpx.AsyncClient, text: str) -> httpx.Response:
+        return keep(
+            await client.post(
+                "/api/whatsapp/messages",
+                json={"to": "5511933332222", "text": text},
+                headers=auth(token),
+            )
+        )
+
     ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
     async with (
         http(service.url) as client,
@@ -65,13 +74,7 @@ async def test_no_secret_in_logs_bodies_frames_or_stored_payloads(
             await sim_post_ok(
                 sim, f"/_sim/instances/{name}/inbound", {"from": "5511933332222", "text": "oi"}
             )
-            sent = keep(
-                await client.post(
-                    "/api/whatsapp/messages",
-                    json={"to": "5511933332222", "text": "olá"},
-                    headers=auth(token),
-                )
-            )
+            sent = await send(client, "olá")
             assert sent.status_code == 202, sent.text
             # Evolution with AUTHENTICATION_EXPOSE_IN_FETCH_INSTANCES puts the instance's key in
             # every envelope: accepted, and never stored.
@@ -98,13 +101,7 @@ async def test_no_secret_in_logs_bodies_frames_or_stored_payloads(
                 return bool(ready.json()["evolution"]["status"] == "open")
 
             await eventually(circuit_open, timeout=60, interval=0.5)
-            refused = keep(
-                await client.post(
-                    "/api/whatsapp/messages",
-                    json={"to": "5511933332222", "text": "de novo"},
-                    headers=auth(token),
-                )
-            )
+            refused = await send(client, "de novo")
             assert refused.status_code == 503, refused.text
             await sim_post_ok(sim, "/_sim/faults", {"mode": "none"})
             for path in ("/admin/tree", "/readyz", "/healthz"):
