@@ -52,6 +52,11 @@ class Settings:
     call_timeout_s: float = 30.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
+    # Retention (store/retention.py): days after which settled inbox rows, orphans and waiting
+    # patches are deleted; rows settled as failed are kept longer for operators.
+    inbox_retention_days: int = 7
+    inbox_failed_retention_days: int = 30
+    retention_interval_s: float = 600.0
 
     @property
     def demo(self) -> bool:
@@ -139,6 +144,11 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError(
             "AUZAP_HEALTH_MAX_FAILURES must not be smaller than AUZAP_HEALTH_ALERT_THRESHOLD"
         )
+    if settings.inbox_failed_retention_days < settings.inbox_retention_days:
+        # Failed rows are the ones worth reading later: never deleted before the others.
+        raise ConfigError(
+            "AUZAP_INBOX_FAILED_RETENTION_DAYS must not be smaller than AUZAP_INBOX_RETENTION_DAYS"
+        )
     return settings
 
 
@@ -154,6 +164,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if demo and not api_key:
         api_key = secrets.token_urlsafe(24)
     ai_key = env.get("AUZAP_AI_API_KEY", "").strip() or None
+    # At least a day: deduplication of Evolution's re-deliveries (up to ~25 minutes after the
+    # first attempt) needs the rows.
+    inbox_days = _int(env, "AUZAP_INBOX_RETENTION_DAYS", 7, 1, 3650)
     settings = Settings(
         database_url=database_url,
         data_dir=Path(env.get("AUZAP_DATA_DIR", "").strip() or "./.auzap").resolve(),
@@ -186,5 +199,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_bytes=_int(
             env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
         ),
+        inbox_retention_days=inbox_days,
+        # By default failed rows stay 30 days, or as long as the others when that is longer.
+        inbox_failed_retention_days=_int(
+            env, "AUZAP_INBOX_FAILED_RETENTION_DAYS", max(30, inbox_days), 1, 3650
+        ),
+        retention_interval_s=_float(env, "AUZAP_RETENTION_INTERVAL_S", 600.0, 1.0, 86400.0),
     )
     return _check(settings)
