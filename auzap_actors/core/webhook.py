@@ -161,12 +161,17 @@ def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = Non
     )
 
 
-def dedup_key(envelope: Envelope) -> str:
+def dedup_key(envelope: Envelope) -> str | None:
     """Identity of one delivery: Evolution re-sends the same body on retries.
 
     `date_time` is part of it so that two genuinely separate events with equal data (an
-    `open` after a reconnect, say) are both kept.
+    `open` after a reconnect, say) are both kept.  Without a `date_time` (older senders on the
+    legacy route) nothing tells a re-delivery from a new event with equal data: None, and the
+    caller stores every delivery.  Applying is idempotent, so a re-delivery stored twice is
+    harmless; two `open` events minutes apart collapsed into one would lose the second.
     """
+    if envelope.date_time is None:
+        return None
     canonical = json.dumps(
         [envelope.instance, envelope.event, envelope.date_time, envelope.data],
         sort_keys=True,
