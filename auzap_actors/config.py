@@ -52,6 +52,11 @@ class Settings:
     call_timeout_s: float = 30.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
+    # Retention (store/retention.py): days after which settled inbox rows, orphans and waiting
+    # patches are deleted; rows settled as failed are kept longer for operators.
+    inbox_retention_days: int = 7
+    inbox_failed_retention_days: int = 30
+    retention_interval_s: float = 600.0
     jwks_url: str | None = None  # unset: user tokens are HS256 with jwt_secret only
     jwt_issuer: str | None = None  # unset: `iss` is not checked
     jwks_refresh_s: float = 60.0  # at most one JWKS fetch per this many seconds
@@ -173,6 +178,11 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError(
             "AUZAP_HEALTH_MAX_FAILURES must not be smaller than AUZAP_HEALTH_ALERT_THRESHOLD"
         )
+    if settings.inbox_failed_retention_days < settings.inbox_retention_days:
+        # Failed rows are the ones worth reading later: never deleted before the others.
+        raise ConfigError(
+            "AUZAP_INBOX_FAILED_RETENTION_DAYS must not be smaller than AUZAP_INBOX_RETENTION_DAYS"
+        )
     return settings
 
 
@@ -193,6 +203,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if demo and not api_key:
         api_key = secrets.token_urlsafe(24)
     ai_key = env.get("AUZAP_AI_API_KEY", "").strip() or None
+    # At least a day: deduplication of Evolution's re-deliveries (up to ~25 minutes after the
+    # first attempt) needs the rows.
+    inbox_days = _int(env, "AUZAP_INBOX_RETENTION_DAYS", 7, 1, 3650)
     settings = Settings(
         database_url=database_url,
         data_dir=Path(env.get("AUZAP_DATA_DIR", "").strip() or "./.auzap").resolve(),
@@ -229,5 +242,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_issuer=env.get("AUZAP_JWT_ISSUER", "").strip() or None,
         jwks_refresh_s=_float(env, "AUZAP_JWKS_REFRESH_S", 60.0, 0.1, 86400.0),
         demo=demo,
+        inbox_retention_days=inbox_days,
+        # By default failed rows stay 30 days, or as long as the others when that is longer.
+        inbox_failed_retention_days=_int(
+            env, "AUZAP_INBOX_FAILED_RETENTION_DAYS", max(30, inbox_days), 1, 3650
+        ),
+        retention_interval_s=_float(env, "AUZAP_RETENTION_INTERVAL_S", 600.0, 1.0, 86400.0),
     )
     return _check(settings)

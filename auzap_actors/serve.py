@@ -2,7 +2,7 @@
 
 `main` opens the trio-asyncio loop (triopg needs it), the embedded PostgreSQL when no
 DATABASE_URL is given, the pool, the root nursery with the inbox writer, the Evolution
-simulator (demo mode), the HTTP server and the supervisor tree.  SIGINT/SIGTERM stop HTTP
+simulator (demo mode), the HTTP server, the supervisor tree and retention.  SIGINT/SIGTERM stop HTTP
 first, then the actors, then the pool and the embedded PostgreSQL.
 """
 
@@ -38,6 +38,7 @@ from .store.doorbell import Doorbell
 from .store.embedded import EmbeddedPostgres
 from .store.inbox import InboxWriter
 from .store.migrate import migrate
+from .store.retention import RetentionPolicy, run_retention
 from .web.app import create_app
 from .web.auth import mint_user_token
 from .web.context import WebContext
@@ -116,6 +117,16 @@ def wall_clock() -> Callable[[], float]:
     return lambda: offset + trio.current_time()
 
 
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(
+        inbox_days=settings.inbox_retention_days,
+        failed_days=settings.inbox_failed_retention_days,
+        interval_s=settings.retention_interval_s,
+        # The first round comes shortly after start, after the boot's busiest minute.
+        first_delay_s=min(60.0, settings.retention_interval_s),
+    )
+
+
 def evolution_client(settings: Settings, base_url: str) -> EvolutionClient:
     """The one client of this node for one Evolution server: retries and its breaker."""
     return EvolutionClient(
@@ -140,7 +151,7 @@ async def _run_root(
     trigger: Callable[[], Awaitable[Any]],
     task_status: trio.TaskStatus[Running],
 ) -> None:
-    """The root nursery: inbox writer, HTTP server, supervisor tree."""
+    """The root nursery: inbox writer, HTTP server, supervisor tree, retention."""
     async with trio.open_nursery() as root:
         hub = Hub()
         clock = wall_clock()
@@ -201,6 +212,7 @@ async def _run_root(
         port = _port_of(binds[0])
         deps.webhook_base_url = settings.public_base_url(port)
         await root.start(supervisor.run, doorbell)
+        await root.start(run_retention, pool, retention_policy(settings))
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         url = f"http://{host}:{port}"
         _banner(settings, url, simulator_url)

@@ -110,7 +110,9 @@ class Actors:
         """Store one event durably; True when it was already stored (a duplicate delivery).
 
         Raises EventRejected or IntakeUnavailable."""
-        entry = InboxEntry(dedup_key(envelope), envelope.instance, envelope.event, envelope.raw)
+        # No dedup key (no date_time): every delivery is its own row, under a key of its own.
+        key = dedup_key(envelope) or f"once-{uuid.uuid4().hex}"
+        entry = InboxEntry(key, envelope.instance, envelope.event, envelope.raw)
         try:
             return await self.inbox_writer.submit(entry)
         except InboxRejected as exc:

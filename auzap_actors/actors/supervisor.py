@@ -128,6 +128,7 @@ class Supervisor:
         self.mailbox_capacity = mailbox_capacity
         self.boot_concurrency = boot_concurrency
         self._children: dict[str, Child] = {}
+        self._orphans = inbox.OrphanMarks()  # how far each unknown name's rows are flagged
         self._nursery: trio.Nursery | None = None
         self.running = False
 
@@ -269,7 +270,9 @@ class Supervisor:
             if await instances.find_by_name(self.deps.pool, name) is not None:
                 await self.ensure_actor(name)
             else:
-                await inbox.mark_orphans(self.deps.pool, name)
+                # Each row once: a foreign instance that keeps sending must not cost a rescan
+                # of all its rows on every doorbell.
+                await self._orphans.mark(self.deps.pool, name)
         except ActorUnavailable:
             pass
         except Exception:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,23 +47,78 @@ class Envelope:
     raw: dict[str, Any]
 
 
+# The replay corpus of real Evolution bodies nests 6 levels at most (a quoted message inside a
+# message adds a few).  Deeper documents are refused at the door: encoding them again (the dedup
+# key, the inbox's jsonb text) and walking them while applying would otherwise meet Python's
+# recursion limit somewhere, after the parse or after the 200, as a 500 or a row that can never
+# be applied.
+MAX_JSON_DEPTH = 64
+# Python refuses to convert longer integer literals (a plain ValueError: CVE-2020-10735).
+MAX_INT_DIGITS = 4300
+
+
+def _invalid(detail: str) -> WebhookError:
+    return WebhookError("invalid_json", f"The body is not valid JSON: {detail}")
+
+
+def _parse_constant(name: str) -> Any:
+    # Python's json accepts these; JSON does not, nor does PostgreSQL's jsonb.
+    raise _invalid(f"{name} is not a JSON number.")
+
+
+def _parse_int(text: str) -> int:
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise _invalid(f"an integer has more than {MAX_INT_DIGITS} digits.")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 would become Infinity, which jsonb refuses
+        raise _invalid(f"the number {text[:40]} is out of range.")
+    return value
+
+
+def _too_deep(value: Any, text: str) -> bool:
+    """Whether `value` nests deeper than MAX_JSON_DEPTH, without recursion."""
+    # Nesting never exceeds the count of opening brackets (strings included): most bodies are
+    # cleared by two C-speed counts, without walking them.
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
 def decode_json(body: bytes) -> Any:
-    """Strict JSON decode of a request body, as a WebhookError on failure."""
+    """Strict JSON decode of a request body, as a WebhookError on failure: invalid UTF-8 or
+    JSON, NaN and Infinity, integers over MAX_INT_DIGITS digits, numbers out of a float's
+    range, nesting deeper than MAX_JSON_DEPTH."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise WebhookError("invalid_encoding", "The body is not UTF-8 encoded JSON.") from None
+    too_deep = f"it nests deeper than {MAX_JSON_DEPTH} levels."
     try:
-        return json.loads(text)
+        value = json.loads(
+            text,
+            parse_constant=_parse_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
     except json.JSONDecodeError as exc:
-        raise WebhookError(
-            "invalid_json",
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
-        ) from None
+        raise _invalid(f"{exc.msg} at line {exc.lineno} column {exc.colno}.") from None
     except RecursionError:
-        raise WebhookError(
-            "invalid_json", "The body is not valid JSON: nesting too deep."
-        ) from None
+        raise _invalid(too_deep) from None
+    if isinstance(value, dict | list) and _too_deep(value, text):
+        raise _invalid(too_deep)
+    return value
 
 
 def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = None) -> Envelope:
@@ -107,12 +163,17 @@ def parse_envelope(payload: Any, *, legacy: bool = False, slug: str | None = Non
     )
 
 
-def dedup_key(envelope: Envelope) -> str:
+def dedup_key(envelope: Envelope) -> str | None:
     """Identity of one delivery: Evolution re-sends the same body on retries.
 
     `date_time` is part of it so that two genuinely separate events with equal data (an
-    `open` after a reconnect, say) are both kept.
+    `open` after a reconnect, say) are both kept.  Without a `date_time` (older senders on the
+    legacy route) nothing tells a re-delivery from a new event with equal data: None, and the
+    caller stores every delivery.  Applying is idempotent, so a re-delivery stored twice is
+    harmless; two `open` events minutes apart collapsed into one would lose the second.
     """
+    if envelope.date_time is None:
+        return None
     canonical = json.dumps(
         [envelope.instance, envelope.event, envelope.date_time, envelope.data],
         sort_keys=True,

@@ -8,6 +8,7 @@ arrival order.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "InboxRow",
     "InboxUnavailable",
     "InboxWriter",
+    "OrphanMarks",
     "fetch_pending",
     "mark_done",
     "mark_orphans",
@@ -109,15 +111,49 @@ async def pending_instance_names(db: Any) -> list[str]:
     return [r["instance_name"] for r in rows]
 
 
-async def mark_orphans(db: Any, instance_name: str) -> int:
-    """Events for an instance we do not know: kept and flagged.  Applied if its row appears
-    by other means than a connect (a restore); a row created by a connect retires them."""
-    status: str = await db.execute(
-        "UPDATE webhook_inbox SET outcome = 'orphan' WHERE instance_name = $1"
-        " AND applied_at IS NULL AND outcome IS NULL",
+async def mark_orphans(db: Any, instance_name: str, after_id: int = 0) -> tuple[int, int]:
+    """Events for an instance we do not know: kept and flagged (and deleted by retention once
+    old).  Applied if its row appears by other means than a connect (a restore); a row created
+    by a connect retires them.
+
+    Only rows after `after_id` are looked at (the pending-rows index starts there): a caller
+    that remembers how far it got marks each row once.  Returns (rows marked, the highest id
+    marked, or `after_id` when none was)."""
+    row = await db.fetchrow(
+        "WITH marked AS (UPDATE webhook_inbox SET outcome = 'orphan' WHERE instance_name = $1"
+        " AND applied_at IS NULL AND outcome IS NULL AND id > $2 RETURNING id)"
+        " SELECT count(*) AS count, coalesce(max(id), $2) AS last_id FROM marked",
         instance_name,
+        after_id,
     )
-    return int(status.split()[-1])
+    return int(row["count"]), int(row["last_id"])
+
+
+class OrphanMarks:
+    """How far each unknown name's rows were marked as orphans, so that a foreign instance that
+    keeps sending costs one indexed UPDATE of its new rows per doorbell, not a rescan of all its
+    rows (quadratic).  Bounded: the least recently marked names are forgotten beyond
+    `capacity`, and a forgotten name is rescanned once from its first row."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._last: OrderedDict[str, int] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"<OrphanMarks names={len(self._last)}/{self.capacity}>"
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    async def mark(self, db: Any, instance_name: str) -> int:
+        """Flag the name's pending rows not flagged before; returns how many were flagged."""
+        count, last_id = await mark_orphans(db, instance_name, self._last.get(instance_name, 0))
+        # Another mark of the same name may have run meanwhile and gone further.
+        self._last[instance_name] = max(last_id, self._last.get(instance_name, 0))
+        self._last.move_to_end(instance_name)
+        while len(self._last) > self.capacity:
+            self._last.popitem(last=False)
+        return count
 
 
 async def retire(db: Any, instance_name: str) -> int:

@@ -15,6 +15,38 @@ from ..core.payloads import STATUS_RANK, Batch, ContactRecord, Edit, MessageReco
 from .conversations import ConversationWriter, timestamp_or_now
 from .views import MESSAGE_COLUMNS, message_view
 
+# Statements keyed by (instance, WhatsApp id) that run for every message, receipt and edit;
+# named so that tests/test_merge_indexes.py can EXPLAIN exactly these.
+# ($1 instance, $2 WhatsApp id, $3 from_me)
+FIND_MESSAGE = (
+    "SELECT id, status_rank FROM messages"
+    " WHERE instance_name = $1 AND wa_message_id = $2 AND from_me = $3"
+)
+MESSAGE_EXISTS = (
+    "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2 AND from_me = $3"
+)
+TAKE_PATCHES = (
+    "DELETE FROM message_patches WHERE instance_name = $1 AND wa_message_id = $2"
+    " AND (from_me = $3 OR status IS NULL)"
+    " RETURNING from_me, status, edited_text, edited_at"
+)
+# (... $4 status, $5 its rank)
+ADVANCE_STATUS = (
+    "WITH target AS (SELECT id, status_rank FROM messages WHERE instance_name = $1"
+    " AND wa_message_id = $2 AND from_me = $3)"
+    " UPDATE messages m SET status = $4, status_rank = $5 FROM target"
+    " WHERE m.id = target.id AND target.status_rank < $5 RETURNING m.id"
+)
+# (... $4 text, $5 edited at)
+EDIT_MESSAGE = (
+    "WITH target AS (SELECT id FROM messages WHERE instance_name = $1"
+    " AND wa_message_id = $2 ORDER BY (from_me = $3) DESC LIMIT 1)"
+    " UPDATE messages m SET text = $4, edited_at = $5 FROM target WHERE m.id = target.id"
+    " AND (m.edited_at IS NULL OR m.edited_at <= $5) RETURNING true"
+)
+# ($1 instance, $2 WhatsApp id)
+MESSAGE_KNOWN = "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2 LIMIT 1"
+
 
 @dataclass(slots=True)
 class Applied:
@@ -74,8 +106,7 @@ class BatchWriter(ConversationWriter):
             chat, is_group=record.is_group, contact_id=contact_id
         )
         existing = await self.conn.fetchrow(
-            "SELECT id, status_rank FROM messages"
-            " WHERE instance_name = $1 AND wa_message_id = $2 AND from_me = $3",
+            FIND_MESSAGE,
             self.instance,
             record.wa_id,
             record.from_me,
@@ -128,9 +159,7 @@ class BatchWriter(ConversationWriter):
         """Apply what arrived before this message: receipts of its direction, and edits keyed
         from either side (see apply_edit)."""
         patches = await self.conn.fetch(
-            "DELETE FROM message_patches WHERE instance_name = $1 AND wa_message_id = $2"
-            " AND (from_me = $3 OR status IS NULL)"
-            " RETURNING from_me, status, edited_text, edited_at",
+            TAKE_PATCHES,
             self.instance,
             wa_id,
             from_me,
@@ -156,10 +185,7 @@ class BatchWriter(ConversationWriter):
     ) -> bool:
         """Move a message's status forward (never back); False if the message is unknown."""
         row = await self.conn.fetchrow(
-            "WITH target AS (SELECT id, status_rank FROM messages WHERE instance_name = $1"
-            " AND wa_message_id = $2 AND from_me = $3)"
-            " UPDATE messages m SET status = $4, status_rank = $5 FROM target"
-            " WHERE m.id = target.id AND target.status_rank < $5 RETURNING m.id",
+            ADVANCE_STATUS,
             self.instance,
             wa_id,
             from_me,
@@ -173,8 +199,7 @@ class BatchWriter(ConversationWriter):
                 )
             return True
         exists = await self.conn.fetchval(
-            "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2"
-            " AND from_me = $3",
+            MESSAGE_EXISTS,
             self.instance,
             wa_id,
             from_me,
@@ -207,10 +232,7 @@ class BatchWriter(ConversationWriter):
         # The sender's own device keys an edit fromMe=true; ours keyed it fromMe=false: match
         # the same direction first, else the one message with that id.
         updated = await self.conn.fetchval(
-            "WITH target AS (SELECT id FROM messages WHERE instance_name = $1"
-            " AND wa_message_id = $2 ORDER BY (from_me = $3) DESC LIMIT 1)"
-            " UPDATE messages m SET text = $4, edited_at = $5 FROM target WHERE m.id = target.id"
-            " AND (m.edited_at IS NULL OR m.edited_at <= $5) RETURNING true",
+            EDIT_MESSAGE,
             self.instance,
             edit.wa_id,
             edit.from_me,
@@ -220,7 +242,7 @@ class BatchWriter(ConversationWriter):
         if updated:
             return
         known = await self.conn.fetchval(
-            "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2 LIMIT 1",
+            MESSAGE_KNOWN,
             self.instance,
             edit.wa_id,
         )

@@ -11,6 +11,7 @@ from quart import Blueprint, Response, request
 from ..actors.facade import UserRef
 from ..core.errors import BadCursor
 from ..core.views import instance_view
+from ..core.webhook import WebhookError, decode_json
 from .auth import bearer_token
 from .context import context, user_tokens
 from .errors import ApiError
@@ -66,7 +67,13 @@ _TO = re.compile(r"^(\d{8,15}|\d{8,15}@s\.whatsapp\.net|\d{6,30}(-\d{6,20})?@g\.
 
 
 async def _json_object() -> dict[str, Any]:
-    body = await request.get_json(force=True, silent=True)
+    # The webhooks' strict decoder: NaN, huge numbers and deep nesting are a 400 here too.
+    raw = await request.get_data(cache=False, as_text=False)
+    assert isinstance(raw, bytes)
+    try:
+        body = decode_json(raw)
+    except WebhookError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
     return body
