@@ -109,6 +109,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: str) -> Settin
         "AUZAP_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "AUZAP_ADMIN_TOKEN": ADMIN_TOKEN,
         "EVOLUTION_API_KEY": SIM_API_KEY,
+        # Not a server: ServiceRunner.start points this at its simulator.
+        "EVOLUTION_API_URL": "http://evolution.invalid:8080",
         "AUZAP_PORT": "0",
         # A periodic check compares our state with the simulator's at a random moment, and
         # many tests forge webhooks the simulator knows nothing of: checks once a day (the
@@ -145,9 +147,7 @@ class ServiceRunner:
         return self._simulator_url
 
     async def start(self, *, demo: bool = False, **overrides: str) -> Running:
-        if demo:
-            overrides["EVOLUTION_API_URL"] = "http://127.0.0.1:9"  # replaced below
-        elif "EVOLUTION_API_URL" not in overrides:
+        if "EVOLUTION_API_URL" not in overrides and not demo:
             overrides["EVOLUTION_API_URL"] = await self.simulator()
         settings = make_settings(self.database_url, self.tmp_path, **overrides)
         if demo:
