@@ -48,6 +48,13 @@ class Settings:
     ai_api_key: str | None = field(default=None, repr=False)
     ai_model: str | None = None
     webhook_max_bytes: int = 16 * 1024 * 1024
+    api_max_bytes: int = 64 * 1024
+    ws_per_user: int = 5
+    ws_max: int = 10000
+    send_timeout_s: float = 10.0
+    http_max_connections: int = 12000
+    http_keep_alive_s: float = 5.0
+    db_acquire_timeout_s: float = 5.0
     mailbox_capacity: int = 64
     call_timeout_s: float = 30.0
     boot_concurrency: int = 8
@@ -183,6 +190,10 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError(
             "AUZAP_INBOX_FAILED_RETENTION_DAYS must not be smaller than AUZAP_INBOX_RETENTION_DAYS"
         )
+    if settings.ws_max >= settings.http_max_connections:
+        # Every browser socket is an HTTP connection: a socket cap at or above the connection
+        # cap could never be reached, and sockets would starve the API of connections.
+        raise ConfigError("AUZAP_WS_MAX must be smaller than AUZAP_HTTP_MAX_CONNECTIONS")
     return settings
 
 
@@ -248,5 +259,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "AUZAP_INBOX_FAILED_RETENTION_DAYS", max(30, inbox_days), 1, 3650
         ),
         retention_interval_s=_float(env, "AUZAP_RETENTION_INTERVAL_S", 600.0, 1.0, 86400.0),
+        api_max_bytes=_int(env, "AUZAP_API_MAX_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+        ws_per_user=_int(env, "AUZAP_WS_PER_USER", 5, 1, 1000),
+        ws_max=_int(env, "AUZAP_WS_MAX", 10000, 1, 1_000_000),
+        send_timeout_s=_float(env, "AUZAP_SEND_TIMEOUT_S", 10.0, 0.1, 600.0),
+        http_max_connections=_int(env, "AUZAP_HTTP_MAX_CONNECTIONS", 12000, 2, 1_000_000),
+        http_keep_alive_s=_float(env, "AUZAP_HTTP_KEEP_ALIVE_S", 5.0, 0.1, 3600.0),
+        db_acquire_timeout_s=_float(env, "AUZAP_DB_ACQUIRE_TIMEOUT_S", 5.0, 0.01, 600.0),
     )
     return _check(settings)

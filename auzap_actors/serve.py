@@ -9,6 +9,7 @@ first, then the actors, then the pool and the embedded PostgreSQL.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 import time
@@ -20,7 +21,6 @@ from typing import Any
 import trio
 import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from .actors.deps import ActorDeps
 from .actors.facade import Actors
@@ -33,6 +33,7 @@ from .evolution.breaker import CircuitBreaker
 from .evolution.client import EvolutionClient
 from .evolution.retry import RetryPolicy
 from .evolution.simulator import SimulatorConfig, serve_simulator
+from .http_server import HttpLimits, serve_http
 from .store.db import open_pool
 from .store.doorbell import Doorbell
 from .store.embedded import EmbeddedPostgres
@@ -86,7 +87,10 @@ async def serve(
     Must run inside `trio_asyncio.open_loop()`.
     """
     trigger = shutdown_trigger or _never
-    async with database(settings) as dsn, open_pool(dsn) as pool:
+    async with (
+        database(settings) as dsn,
+        open_pool(dsn, acquire_timeout_s=settings.db_acquire_timeout_s) as pool,
+    ):
         applied = await migrate(pool)
         if applied:
             log.info("applied %d migration(s)", len(applied))
@@ -127,6 +131,30 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     )
 
 
+def http_config(settings: Settings) -> HypercornConfig:
+    """hypercorn's settings for the service's listener (the connection cap and the write
+    timeout are `http_server`'s, hypercorn has neither)."""
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.graceful_timeout = 1.5
+    config.accesslog = None
+    # Our logging setup, not a second handler of hypercorn's own (each line printed twice).
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # An idle keep-alive connection, or one that has not finished sending its request head,
+    # is closed after this.
+    config.keep_alive_timeout = settings.http_keep_alive_s
+    # A connection on which the client sends nothing for this long is closed.  A client waits
+    # silently for its answer, so this must outlast the slowest request (an actor call), and
+    # a browser socket is kept alive by hypercorn's pings, which the browser answers: a client
+    # that stopped answering them (gone, or not reading) is dropped.
+    read_timeout = math.ceil(2 * max(settings.call_timeout_s, 30.0))
+    config.read_timeout = read_timeout
+    config.websocket_ping_interval = read_timeout / 3
+    # Inbound WebSocket messages are pings of a few bytes (ws.MAX_CLIENT_FRAME).
+    config.websocket_max_message_size = 64 * 1024
+    return config
+
+
 def evolution_client(settings: Settings, base_url: str) -> EvolutionClient:
     """The one client of this node for one Evolution server: retries and its breaker."""
     return EvolutionClient(
@@ -153,7 +181,7 @@ async def _run_root(
 ) -> None:
     """The root nursery: inbox writer, HTTP server, supervisor tree, retention."""
     async with trio.open_nursery() as root:
-        hub = Hub()
+        hub = Hub(per_user=settings.ws_per_user, max_sockets=settings.ws_max)
         clock = wall_clock()
         deps = ActorDeps(
             pool,
@@ -188,20 +216,16 @@ async def _run_root(
             call_timeout_s=settings.call_timeout_s,
         )
         web = WebContext(settings, actors, simulator_url)
-        http_config = HypercornConfig()
-        http_config.bind = [f"{settings.host}:{settings.port}"]
-        http_config.graceful_timeout = 1.5
-        http_config.accesslog = None
-        # Our logging setup, not a second handler of hypercorn's own (each line printed twice).
-        http_config.errorlog = logging.getLogger("hypercorn.error")
+        limits = HttpLimits(settings.http_max_connections, settings.send_timeout_s)
         stop_http = trio.Event()
         http_done = trio.Event()
 
         async def run_http(*, task_status: trio.TaskStatus[list[str]]) -> None:
             try:
-                await hypercorn_serve(
+                await serve_http(
                     create_app(web),
-                    http_config,
+                    http_config(settings),
+                    limits,
                     shutdown_trigger=stop_http.wait,
                     task_status=task_status,
                 )

@@ -36,7 +36,7 @@ async def test_hub_routes_by_user_and_org_and_cuts_off_a_slow_socket() -> None:
         assert json.loads(alice.receive.receive_nowait())["data"] == {"n": 2}
         assert hub.subscriber_count == 3
     assert hub.subscriber_count == 0
-    assert repr(hub) == "<Hub subscribers=0 published=6>"
+    assert repr(hub) == "<Hub subscribers=0 published=6 evicted=0 refused=0>"
 
 
 async def test_mailbox_is_bounded_and_calls_time_out() -> None:

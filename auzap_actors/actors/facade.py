@@ -28,7 +28,7 @@ from ..store import inbox, instances
 from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
-from .hub import Hub, Subscription
+from .hub import Hub, SocketsFull, Subscription
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
 from .messages import Connect, DeleteInstance, Logout, NotConnected, SendText, SetOrganization
 from .supervisor import Child, Supervisor
@@ -43,6 +43,7 @@ __all__ = [
     "IntakeUnavailable",
     "MailboxFull",
     "NotConnected",
+    "SocketsFull",
     "UnknownActor",
     "UserRef",
 ]
@@ -205,7 +206,10 @@ class Actors:
 
     @contextmanager
     def subscribe(self, user: UserRef) -> Iterator[Subscription]:
-        """Live frames for the user and their organization (CONTRACT §4)."""
+        """Live frames for the user and their organization (CONTRACT §4).
+
+        Raises SocketsFull when the node serves all the sockets it may; may evict the user's
+        oldest socket (its subscription's `evicted` turns true)."""
         org = str(user.organization_id) if user.organization_id else None
         with self.hub.subscribe(str(user.user_id), org) as subscription:
             yield subscription

@@ -3,6 +3,10 @@
 Publishing never blocks an actor: each subscriber has a bounded queue, and a subscriber that
 falls behind is cut off (its socket closes with 1013 and the browser reconnects for a fresh
 snapshot) instead of slowing everyone down.  Frames are encoded once per publish.
+
+Sockets are bounded twice: a user keeps at most `per_user` of them (one more evicts that
+user's oldest, which the socket closes with 4409), and the node serves at most `max_sockets`
+(one more is refused with `SocketsFull` before its upgrade).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import trio
 from ..core.views import encode_frame
 
 
+class SocketsFull(Exception):
+    """This node already serves as many browser sockets as it may (AUZAP_WS_MAX)."""
+
+
 @dataclass(eq=False, slots=True)
 class Subscription:
     user_id: str
@@ -24,6 +32,12 @@ class Subscription:
     send: trio.MemorySendChannel[str]
     receive: trio.MemoryReceiveChannel[str]
     overflowed: bool = False
+    evicted: bool = False
+
+    def evict(self) -> None:
+        """The user opened one socket too many and this one is the oldest: end its stream."""
+        self.evicted = True
+        self.send.close()
 
     def offer(self, text: str) -> None:
         if self.overflowed:
@@ -40,38 +54,75 @@ class Subscription:
 @dataclass(slots=True)
 class Hub:
     capacity: int = 256
-    _by_user: dict[str, set[Subscription]] = field(default_factory=dict)
-    _by_org: dict[str, set[Subscription]] = field(default_factory=dict)
+    per_user: int = 5
+    max_sockets: int = 10000
+    # dicts as ordered sets: a user's first subscription is their oldest.
+    _by_user: dict[str, dict[Subscription, None]] = field(default_factory=dict)
+    _by_org: dict[str, dict[Subscription, None]] = field(default_factory=dict)
+    # Subscriptions whose socket is still served, evicted ones included until their handler
+    # has closed them: the node's cap counts sockets, not index entries.
+    _open: int = 0
     published: int = 0
+    evicted: int = 0
+    refused: int = 0
 
     def __repr__(self) -> str:
-        total = sum(len(s) for s in self._by_user.values())
-        return f"<Hub subscribers={total} published={self.published}>"
+        return (
+            f"<Hub subscribers={self.subscriber_count} published={self.published} "
+            f"evicted={self.evicted} refused={self.refused}>"
+        )
 
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._by_user.values())
 
+    @property
+    def open_sockets(self) -> int:
+        return self._open
+
+    def user_subscriber_count(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
+
     @contextmanager
     def subscribe(self, user_id: str, organization_id: str | None) -> Iterator[Subscription]:
+        """Register a socket for the duration of the block.
+
+        Raises SocketsFull (before registering anything) when `max_sockets` are open.  When
+        the user then has more than `per_user` subscriptions, the oldest are evicted."""
+        if self._open >= self.max_sockets:
+            self.refused += 1
+            raise SocketsFull(f"This server already serves {self._open} live sockets.")
         send, receive = trio.open_memory_channel[str](self.capacity)
         sub = Subscription(user_id, organization_id, send, receive)
-        self._by_user.setdefault(user_id, set()).add(sub)
+        mine = self._by_user.setdefault(user_id, {})
+        mine[sub] = None
         if organization_id:
-            self._by_org.setdefault(organization_id, set()).add(sub)
+            self._by_org.setdefault(organization_id, {})[sub] = None
+        while len(mine) > self.per_user:
+            oldest = next(iter(mine))
+            # Out of the index at once: it gets no more frames, and it no longer counts
+            # against the user even if its socket takes a while to close.
+            self._remove(oldest)
+            oldest.evict()
+            self.evicted += 1
+        self._open += 1
         try:
             yield sub
         finally:
-            self._discard(self._by_user, user_id, sub)
-            if organization_id:
-                self._discard(self._by_org, organization_id, sub)
+            self._open -= 1
+            self._remove(sub)
             send.close()
 
+    def _remove(self, sub: Subscription) -> None:
+        self._discard(self._by_user, sub.user_id, sub)
+        if sub.organization_id:
+            self._discard(self._by_org, sub.organization_id, sub)
+
     @staticmethod
-    def _discard(index: dict[str, set[Subscription]], key: str, sub: Subscription) -> None:
+    def _discard(index: dict[str, dict[Subscription, None]], key: str, sub: Subscription) -> None:
         subs = index.get(key)
         if subs is not None:
-            subs.discard(sub)
+            subs.pop(sub, None)
             if not subs:
                 del index[key]
 

@@ -3,7 +3,7 @@
 Every triopg call must run inside `trio_asyncio.open_loop()`: the launcher and the test
 fixtures own that loop.  Pool settings follow STACK-NOTES: explicit sizes, and
 `max_inactive_connection_lifetime=0` to avoid asyncpg's per-release timer piling up in
-trio-asyncio.
+trio-asyncio, and a bounded wait for a connection (`acquire_timeout_s`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import asyncpg
 import trio
 import trio_asyncio
 import triopg
+from triopg._triopg import TrioPoolAcquireContextProxy, TrioPoolProxy
+
+DEFAULT_ACQUIRE_TIMEOUT_S = 5.0
 
 
 async def _init_connection(conn: Any) -> None:
@@ -27,11 +30,41 @@ async def _init_connection(conn: Any) -> None:
         )
 
 
+class _BoundedPool(TrioPoolProxy):  # type: ignore[misc]
+    """triopg's pool, whose every acquire gives up after `acquire_timeout_s`.
+
+    triopg's `acquire()` takes no timeout and its `fetch`/`execute`/`fetchval`/... acquire
+    through it, so overriding it bounds them all.  The timeout is asyncpg's own: it is applied
+    on the asyncio side, which hands back a connection acquired at the last moment instead of
+    losing it the way a trio-side cancellation of the bridged call could.  It raises
+    `TimeoutError` (an OSError), which `faults.is_transient` counts as "the database is not
+    there right now".  triopg exposes no public way to pass it: this reaches its pool's
+    private `_asyncpg_pool`, fine for a pinned, unmaintained dependency (STACK-NOTES).
+    """
+
+    def __init__(self, *args: Any, acquire_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self) -> Any:
+        return TrioPoolAcquireContextProxy(
+            self._asyncpg_pool.acquire(timeout=self.acquire_timeout_s)
+        )
+
+
 @asynccontextmanager
-async def open_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Any]:
-    """A triopg pool; closed on exit."""
-    async with triopg.create_pool(
+async def open_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S,
+) -> AsyncIterator[Any]:
+    """A triopg pool; closed on exit.  Waiting longer than `acquire_timeout_s` for one of its
+    connections raises TimeoutError (transient)."""
+    async with _BoundedPool(
         dsn,
+        acquire_timeout_s=acquire_timeout_s,
         min_size=min_size,
         max_size=max_size,
         max_inactive_connection_lifetime=0,

@@ -8,7 +8,7 @@ import uuid
 import trio
 from quart import Request, Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..actors.facade import (
     ActorUnavailable,
@@ -21,6 +21,7 @@ from ..actors.facade import (
 from ..core.errors import UpstreamError, UpstreamUnavailable
 from .admin import admin
 from .api import api
+from .asgi import BoundedHTTPConnection, body_limit
 from .auth import AuthError, UserTokens
 from .context import EXTENSION, TOKENS, WebContext
 from .demo import demo
@@ -59,7 +60,10 @@ def create_app(svc: WebContext) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None)
     app.extensions[EXTENSION] = svc
     app.extensions[TOKENS] = UserTokens.from_settings(svc.settings)
-    app.config["MAX_CONTENT_LENGTH"] = svc.settings.webhook_max_bytes
+    # Each request's body gets its route's limit (asgi.body_limit); this is the default for
+    # anything that reads the app's setting.
+    app.config["MAX_CONTENT_LENGTH"] = svc.settings.api_max_bytes
+    app.asgi_http_class = BoundedHTTPConnection
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["JSON_SORT_KEYS"] = False
     for blueprint in (ops, api, webhooks, sockets, admin):
@@ -115,9 +119,8 @@ def create_app(svc: WebContext) -> QuartTrio:
         status = exc.code or 500
         message = exc.description or exc.name or "error"
         if status == 413:
-            message = (
-                f"The body is larger than the limit of {svc.settings.webhook_max_bytes} bytes."
-            )
+            limit = body_limit(svc.settings, request.path)
+            message = f"The body is larger than the limit of {limit} bytes for this route."
         return error_response(status, code, message)
 
     @app.errorhandler(Exception)
@@ -128,15 +131,25 @@ def create_app(svc: WebContext) -> QuartTrio:
             500, "internal_error", f"Internal error; reference {error_id} in the service log."
         )
 
+    @app.before_request
+    async def _announced_body_too_large() -> None:
+        # A declared length over the route's limit is refused before the handler runs, even
+        # by routes that never read their body.  (A chunked body is stopped by the body's own
+        # limit when it is read.)
+        length = request.content_length
+        if length is not None and length > body_limit(svc.settings, request.path):
+            raise RequestEntityTooLarge()
+
     @app.after_request
     async def _close_if_body_unread(response: Response) -> Response:
         # An answer sent before the request body arrived (401 before reading it, 413 over the
         # limit, any error) leaves the rest of that body on the wire: the HTTP/1.x connection
         # cannot carry another request.  hypercorn means to close it, but its close runs in the
-        # request's task, which quart-trio cancels on the disconnect hypercorn sends just before:
-        # the socket stays open and a keep-alive client's next request on it is never answered.
-        # "Connection: close" tells the client not to reuse it; when the client closes,
-        # hypercorn sees the EOF and closes its side.
+        # request's task, which quart-trio cancels on the disconnect hypercorn sends just before
+        # (asgi.BoundedHTTPConnection keeps that cancellation for this case only, so the client
+        # can read the answer): the socket stays open and a keep-alive client's next request on
+        # it is never answered.  "Connection: close" tells the client not to reuse it; when the
+        # client closes, hypercorn sees the EOF and closes its side (or its read timeout does).
         if request.http_version in ("1.0", "1.1") and not await body_fully_received(request):
             response.headers["Connection"] = "close"
         return response

@@ -3,17 +3,25 @@
 The token is checked before the upgrade is accepted (401 otherwise).  The socket subscribes to
 the hub *before* reading the snapshot, so no frame can fall between the two; a duplicate frame
 is possible and harmless.  One task writes to the socket, one reads pings.
+
+Bounds: a user's socket beyond AUZAP_WS_PER_USER evicts that user's oldest, which closes with
+4409; beyond AUZAP_WS_MAX sockets on this node the upgrade is refused with 503.  A write to a
+client that stopped reading ends after AUZAP_SEND_TIMEOUT_S: that timeout lives in the launcher's
+transport (`http_server.BoundedStream`), because hypercorn writes to the socket inside a shielded
+cancel scope, which no timeout placed around `websocket.send` here could interrupt.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from urllib.parse import urlsplit
 
 import trio
 from quart import Blueprint, Response, websocket
 
+from ..actors.facade import SocketsFull
 from ..core.views import encode_frame, instance_view
 from .auth import AuthError
 from .context import WebContext, context, user_tokens
@@ -23,6 +31,7 @@ sockets = Blueprint("sockets", __name__)
 CLOSE_TRY_AGAIN = 1013
 CLOSE_GOING_AWAY = 1001
 CLOSE_TOKEN_EXPIRED = 4401  # CONTRACT §4's code for a refused token, also used at expiry
+CLOSE_TOO_MANY_SOCKETS = 4409  # the user opened more than AUZAP_WS_PER_USER: the oldest goes
 MAX_CLIENT_FRAME = 4096
 PONG = json.dumps({"type": "pong"})
 
@@ -36,9 +45,11 @@ def _origin_allowed(svc: WebContext) -> bool:
     return urlsplit(origin).netloc == websocket.headers.get("Host", "")
 
 
-def _reject(status: int, code: str, message: str) -> Response:
+def _reject(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status=status, content_type="application/json")
+    return Response(body, status=status, content_type="application/json", headers=headers)
 
 
 @sockets.websocket("/ws")
@@ -51,8 +62,14 @@ async def browser_socket() -> Response | None:
         user = await user_tokens().authenticate(websocket.args.get("token"))
     except AuthError as exc:
         return _reject(401, exc.code, exc.message)
-    await websocket.accept()
-    with actors.subscribe(user) as sub:
+    with ExitStack() as stack:
+        try:
+            # Subscribed before the upgrade: a refusal can still be an HTTP answer, and no
+            # frame falls between the subscription and the snapshot.
+            sub = stack.enter_context(actors.subscribe(user))
+        except SocketsFull as exc:
+            return _reject(503, "too_many_sockets", f"{exc} Retry shortly.", {"Retry-After": "5"})
+        await websocket.accept()
         snapshot = await actors.find_user_instance(user)
         view = instance_view(snapshot, actors.now()) if snapshot else None
         await websocket.send(encode_frame("snapshot", view))
@@ -77,11 +94,16 @@ async def browser_socket() -> Response | None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(read_client)
                 async for text in sub.receive:
+                    if sub.evicted:
+                        break  # the newer socket starts from a fresh snapshot anyway
                     await websocket.send(text)
-                # The hub cut us off: we fell behind, or the service is shutting down.
+                # The hub cut us off: we fell behind, a newer socket of this user evicted us,
+                # or the service is shutting down.
                 nursery.cancel_scope.cancel()
         if expiry.cancelled_caught:
             await websocket.close(CLOSE_TOKEN_EXPIRED, "token expired")
+        elif sub.evicted:
+            await websocket.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
         elif sub.overflowed:
             await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
         else:
