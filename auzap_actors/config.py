@@ -57,6 +57,9 @@ class Settings:
     db_acquire_timeout_s: float = 5.0
     mailbox_capacity: int = 64
     call_timeout_s: float = 30.0
+    # A connection on which the client sends nothing for this long is closed (browser sockets
+    # answer hypercorn's pings every third of it).  Outlasts the slowest request (an actor call).
+    http_read_timeout_s: float = 60.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
     # Retention (store/retention.py): days after which settled inbox rows, orphans and waiting
@@ -176,6 +179,12 @@ def _demo(env: Mapping[str, str]) -> bool:
 def _check(settings: Settings) -> Settings:
     if settings.retry_max_s < settings.retry_initial_s:
         raise ConfigError("AUZAP_RETRY_MAX_S must not be smaller than AUZAP_RETRY_INITIAL_S")
+    if settings.http_read_timeout_s <= settings.call_timeout_s:
+        # A client waits silently for its answer: the read timeout must outlast an actor call.
+        raise ConfigError(
+            f"AUZAP_HTTP_READ_TIMEOUT_S must be longer than the call timeout"
+            f" ({settings.call_timeout_s:g} s)"
+        )
     if settings.jwt_secret == settings.webhook_secret:
         # Otherwise the key that signs users' tokens (Supabase's anon key is signed with it
         # too) would pass webhook authentication.
@@ -265,6 +274,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         send_timeout_s=_float(env, "AUZAP_SEND_TIMEOUT_S", 10.0, 0.1, 600.0),
         http_max_connections=_int(env, "AUZAP_HTTP_MAX_CONNECTIONS", 12000, 2, 1_000_000),
         http_keep_alive_s=_float(env, "AUZAP_HTTP_KEEP_ALIVE_S", 5.0, 0.1, 3600.0),
+        http_read_timeout_s=_float(env, "AUZAP_HTTP_READ_TIMEOUT_S", 60.0, 1.0, 86400.0),
         db_acquire_timeout_s=_float(env, "AUZAP_DB_ACQUIRE_TIMEOUT_S", 5.0, 0.01, 600.0),
     )
     return _check(settings)

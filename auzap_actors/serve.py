@@ -147,7 +147,7 @@ def http_config(settings: Settings) -> HypercornConfig:
     # silently for its answer, so this must outlast the slowest request (an actor call), and
     # a browser socket is kept alive by hypercorn's pings, which the browser answers: a client
     # that stopped answering them (gone, or not reading) is dropped.
-    read_timeout = math.ceil(2 * max(settings.call_timeout_s, 30.0))
+    read_timeout = math.ceil(settings.http_read_timeout_s)
     config.read_timeout = read_timeout
     config.websocket_ping_interval = read_timeout / 3
     # Inbound WebSocket messages are pings of a few bytes (ws.MAX_CLIENT_FRAME).

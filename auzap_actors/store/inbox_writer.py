@@ -18,8 +18,10 @@ What a failure does (`faults.py` decides what an error means):
   connection in service; anything else (a bug) is logged with its traceback and the connection
   replaced.  Once started, the writer never dies: only cancellation ends it.
 
-While idle the writer checks its connection every `idle_check_s` (`SELECT 1`), so a database
-that restarted while nothing arrived is reconnected to before the next webhook.  Every
+While idle the writer checks its connection every `idle_check_s` (`SELECT 1`, once a minute by
+default), so a database that restarted while nothing arrived is usually reconnected to before
+the next webhook; when it is not, that webhook's batch meets the dead link and is retried once
+on a fresh connection, so it is stored all the same.  Every
 statement has a timeout on the server (`statement_timeout`) and, a little longer, on our side:
 a TCP link that went silent cannot hold the webhooks until the kernel gives up.
 """
@@ -87,7 +89,7 @@ class InboxWriter:
         submit_timeout_s: float = 10.0,
         statement_timeout_s: float = 3.0,
         connect_timeout_s: float = 3.0,
-        idle_check_s: float = 5.0,
+        idle_check_s: float = 60.0,
         backoff_base_s: float = 0.1,
         backoff_cap_s: float = 2.0,
     ) -> None:
