@@ -42,18 +42,24 @@ DATA_CLASSES = frozenset({"22", "23", "54"})
 # PostgresError with SQLSTATE 22000.  It also defines a client-side DataError, an InterfaceError:
 # about the value too, so a data error, never mistaken for a lost connection.
 _CLIENT_DATA_ERROR: type[BaseException] = asyncpg_base.DataError
-# InterfaceErrors that come from how the client is configured or used, not from the link.
+# InterfaceErrors that come from how the client is configured or used, not from the link, and
+# a schema changed under a prepared statement: waiting does not cure them.
 _CLIENT_MISUSE: tuple[type[BaseException], ...] = (
     asyncpg_base.ClientConfigurationError,
     asyncpg_base.UnsupportedClientFeatureError,
     asyncpg_base.UnsupportedServerFeatureError,
+    asyncpg_base.OutdatedSchemaCacheError,
     _CLIENT_DATA_ERROR,
 )
-# asyncpg's client errors that a fresh connection cures: a protocol desynchronisation, or
-# `target_session_attrs` finding no primary during a failover.
+# asyncpg's client errors that a fresh connection cures: a protocol desynchronisation,
+# `target_session_attrs` finding no primary during a failover, and its internal state errors,
+# which it raises when a connection dies under a query or a release ("release() called on a
+# free connection holder", "cannot switch to state …: another operation is in progress": both
+# seen here with the server's sessions terminated mid-query).
 _CLIENT_LINK_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg_base.ProtocolError,
     asyncpg_base.TargetServerAttributeNotMatched,
+    asyncpg_base.InternalClientError,
 )
 
 
