@@ -160,3 +160,15 @@ async def fetch_rows(database_url: str, query: str, *args: Any) -> list[dict[str
     """The rows of one query, on a connection of its own (the service's pool is not ours)."""
     async with open_pool(database_url, min_size=1, max_size=1) as pool:
         return [dict(r.items()) for r in await pool.fetch(query, *args)]
+
+
+async def qr_webhook_applied(database_url: str, name: str) -> bool:
+    """Whether the simulator's `qrcode.updated` webhook for `name` was applied (a test that
+    forges connection webhooks waits for it, so that its own are the last word)."""
+    rows = await fetch_rows(
+        database_url,
+        "SELECT applied_at IS NOT NULL AS done FROM webhook_inbox"
+        " WHERE instance_name = $1 AND event = 'qrcode.updated'",
+        name,
+    )
+    return rows == [{"done": True}]

@@ -19,7 +19,15 @@ from auzap_actors.core.webhook import dedup_key, parse_envelope
 from auzap_actors.store.inbox import InboxEntry, InboxRejected, InboxWriter
 
 from .conftest import ServiceRunner
-from .helpers import WEBHOOK_HEADERS, auth, eventually, fetch_rows, http, user_token
+from .helpers import (
+    WEBHOOK_HEADERS,
+    auth,
+    eventually,
+    fetch_rows,
+    http,
+    qr_webhook_applied,
+    user_token,
+)
 
 
 def legacy_update(name: str, state: str, date_time: str | None = None) -> dict[str, Any]:
@@ -52,17 +60,8 @@ async def test_undated_events_with_equal_data_are_all_applied(runner: ServiceRun
     async with http(service.url) as client:
         assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
 
-        async def simulator_webhooks_applied() -> bool:
-            rows = await fetch_rows(
-                runner.database_url,
-                "SELECT applied_at IS NOT NULL AS done FROM webhook_inbox"
-                " WHERE instance_name = $1 AND event = 'qrcode.updated'",
-                name,
-            )
-            return rows == [{"done": True}]
-
         # The simulator's own connecting/QR webhooks land first, so ours are the last word.
-        await eventually(simulator_webhooks_applied)
+        await eventually(lambda: qr_webhook_applied(runner.database_url, name))
         dry = await client.post(
             "/api/webhook/test", json=legacy_update(name, "open"), headers=WEBHOOK_HEADERS
         )

@@ -21,6 +21,7 @@ from .helpers import (
     http,
     next_frame,
     no_frame,
+    qr_webhook_applied,
     user_token,
     wait_frame,
 )
@@ -111,17 +112,8 @@ async def test_persist_then_ack_and_exactly_once(runner: ServiceRunner) -> None:
         assert (await client.post("/api/whatsapp/connect", headers=auth(token))).status_code == 200
         await wait_frame(ws, lambda f: f["type"] == "qrcode")
 
-        async def simulator_webhooks_applied() -> bool:
-            rows = await fetch_rows(
-                runner.database_url,
-                "SELECT applied_at IS NOT NULL AS done FROM webhook_inbox"
-                " WHERE instance_name = $1 AND event = 'qrcode.updated'",
-                name,
-            )
-            return rows == [{"done": True}]
-
         # The simulator's own connecting/QR webhooks land first, so ours is the last word.
-        await eventually(simulator_webhooks_applied)
+        await eventually(lambda: qr_webhook_applied(runner.database_url, name))
         body = envelope("connection.update", name, opened(name))
         first = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
         assert first.json() == {"accepted": True, "duplicate": False}
