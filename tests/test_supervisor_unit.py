@@ -191,6 +191,7 @@ async def test_an_operator_restart_unparks_with_a_fresh_budget(autojump_clock: M
 
         revived = await supervisor.restart_actor("user_a")
         assert revived.status == "running" and supervisor.get("user_a") is revived
+        assert revived.restarts == 4  # the 3 crash restarts and the operator's
         assert await supervisor.call("user_a", Barrier(), 5) is None
         assert len(script.runs["user_a"]) == 5
 

@@ -247,8 +247,11 @@ class Supervisor:
         return child
 
     async def restart_actor(self, name: str) -> Child:
-        """Operator restart: also un-parks a crashed actor with a fresh budget."""
-        await self.stop_actor(name)
+        """Operator restart: also un-parks a crashed actor with a fresh budget.  It counts in
+        `restarts`, like a restart after a crash and a revival."""
+        stopped = await self.stop_actor(name)
+        if stopped is not None:
+            stopped.restarts += 1  # carried over to the new record by ensure_actor
         return await self.ensure_actor(name, revive=True)
 
     def notify_inbox(self, names: set[str]) -> None:
