@@ -26,6 +26,7 @@ from auzap_actors.core.instance import (
     ResumeAnswered,
     ResumeSession,
     RunCheck,
+    SettingsChanged,
     SyncWebhook,
     Tick,
     step,
@@ -151,6 +152,24 @@ def test_connect_creates_the_instance_in_evolution_first() -> None:
     assert CallConnect() in effects
     run.take(ConnectAnswered("connecting", QR))
     assert run.status == Status.WAITING_QR and run.snap.state.qr_code == QR
+
+
+def test_settings_are_written_only_when_they_change() -> None:
+    run = Run(_open_snapshot())
+    effects = run.take(SettingsChanged(auto_reply=True, prompt="Be brief."))
+    assert effects == [Persist()]
+    assert run.snap.auto_reply and run.snap.auto_reply_prompt == "Be brief."
+    assert run.snap.updated_at == run.now
+    # An absent setting is left as it is.
+    run.now += 1
+    assert run.take(SettingsChanged(auto_reply=False)) == [Persist()]
+    assert not run.snap.auto_reply and run.snap.auto_reply_prompt == "Be brief."
+    # Nothing new: no write, no frame, and the snapshot is the same one.
+    before = run.snap
+    run.now += 1
+    assert run.take(SettingsChanged(auto_reply=False, prompt="Be brief.")) == []
+    assert run.take(SettingsChanged()) == []
+    assert run.snap is before
 
 
 def test_boot_resumes_a_session_that_closed_while_down() -> None:

@@ -30,7 +30,15 @@ from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWrit
 from ..store.views import list_conversations, list_messages
 from .hub import Hub, SocketsFull, Subscription
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
-from .messages import Connect, DeleteInstance, Logout, NotConnected, SendText, SetOrganization
+from .messages import (
+    ChangeSettings,
+    Connect,
+    DeleteInstance,
+    Logout,
+    NotConnected,
+    SendText,
+    SetOrganization,
+)
 from .supervisor import Child, Supervisor
 
 __all__ = [
@@ -172,6 +180,15 @@ class Actors:
 
     async def logout(self, user: UserRef) -> InstanceSnapshot:
         snapshot: InstanceSnapshot = await self._user_call(user, Logout())
+        return snapshot
+
+    async def change_settings(
+        self, user: UserRef, *, auto_reply: bool | None, auto_reply_prompt: str | None
+    ) -> InstanceSnapshot:
+        """Change the instance's settings (None: left as it is); UnknownActor without one."""
+        snapshot: InstanceSnapshot = await self._user_call(
+            user, ChangeSettings(auto_reply, auto_reply_prompt)
+        )
         return snapshot
 
     async def delete(self, user: UserRef, *, purge: bool = False) -> None:

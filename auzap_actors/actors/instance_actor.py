@@ -33,6 +33,7 @@ from ..core.instance import (
     Publish,
     ResumeSession,
     RunCheck,
+    SettingsChanged,
     SyncWebhook,
     Tick,
     send_refusal,
@@ -52,6 +53,7 @@ from .health_timer import health_timer
 from .mailbox import DatabaseUnavailable, Letter, Mailbox, reply
 from .messages import (
     Barrier,
+    ChangeSettings,
     Connect,
     Crash,
     DeleteInstance,
@@ -155,6 +157,9 @@ class InstanceActor:
                 return None
             case SetOrganization(organization_id=org):
                 await self.feed(OrganizationChanged(org))
+                return self.snapshot
+            case ChangeSettings(auto_reply=auto_reply, auto_reply_prompt=prompt):
+                await self.feed(SettingsChanged(auto_reply, prompt))
                 return self.snapshot
             case DeleteInstance(purge=purge):
                 await self._delete(purge)

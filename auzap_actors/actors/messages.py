@@ -32,6 +32,14 @@ class SetOrganization:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeSettings:
+    """New instance settings (None: left as it is). Replies with the snapshot."""
+
+    auto_reply: bool | None
+    auto_reply_prompt: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class DrainInbox:
     """New webhook rows were committed for this instance."""
 

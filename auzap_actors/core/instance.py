@@ -77,6 +77,7 @@ from .instance_model import (
     ResumeAnswered,
     ResumeSession,
     RunCheck,
+    SettingsChanged,
     SyncWebhook,
     Tick,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "ResumeAnswered",
     "ResumeSession",
     "RunCheck",
+    "SettingsChanged",
     "SyncWebhook",
     "Tick",
     "send_refusal",
@@ -204,6 +206,15 @@ class _Step:
             case OrganizationChanged(organization_id=org):
                 if org != snap.organization_id:
                     self.snap = replace(snap, organization_id=org, updated_at=self.now)
+                    self.persist = True
+            case SettingsChanged(auto_reply=auto_reply, prompt=prompt):
+                new = replace(
+                    snap,
+                    auto_reply=snap.auto_reply if auto_reply is None else auto_reply,
+                    auto_reply_prompt=snap.auto_reply_prompt if prompt is None else prompt,
+                )
+                if new != snap:
+                    self.snap = replace(new, updated_at=self.now)
                     self.persist = True
             case Observed():
                 self._observed(item)

@@ -39,6 +39,14 @@ class OrganizationChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SettingsChanged:
+    """The user changed the instance's settings (None: that one is left as it is)."""
+
+    auto_reply: bool | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Forgotten:
     """Evolution answered 404 for the instance (its storage was reset)."""
 
@@ -94,6 +102,7 @@ Input = (
     | Created
     | Forgotten
     | OrganizationChanged
+    | SettingsChanged
     | Observed
     | ConnectAnswered
     | ResumeAnswered

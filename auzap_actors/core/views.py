@@ -21,6 +21,7 @@ class InstanceSnapshot:
     state: InstanceState = field(default_factory=InstanceState)
     health: HealthState = field(default_factory=HealthState)
     auto_reply: bool = False
+    auto_reply_prompt: str | None = None  # not in the InstanceView
     updated_at: float = 0.0  # epoch seconds
     # What the actor knows of Evolution's side (not shown to users):
     in_evolution: bool = False  # created (or adopted) there; False after Evolution's 404

@@ -51,6 +51,7 @@ class InstanceRecord:
     last_reason: int | None
     health: dict[str, Any]
     auto_reply: bool
+    auto_reply_prompt: str | None
     evolution_instance_id: str | None
     updated_at: float
     evolution_token: str | None = field(default=None, repr=False)
@@ -77,6 +78,7 @@ class InstanceRecord:
             state=state,
             health=health,
             auto_reply=self.auto_reply,
+            auto_reply_prompt=self.auto_reply_prompt,
             updated_at=self.updated_at,
             in_evolution=self.evolution_instance_id is not None,
         )
@@ -86,7 +88,7 @@ _COLUMNS = (
     "id::text, instance_name, user_id::text, organization_id::text, coalesce(status,"
     " 'disconnected') AS status, phone_number, qr_code, profile_name,"
     " extract(epoch FROM state_since)::float8 AS state_since, last_reason, health,"
-    " auto_reply, evolution_instance_id, evolution_token,"
+    " auto_reply, auto_reply_prompt, evolution_instance_id, evolution_token,"
     " extract(epoch FROM coalesce(updated_at, now()))::float8 AS updated_at"
 )
 
@@ -159,7 +161,8 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
     await db.execute(
         "UPDATE whatsapp_instances SET status = $2, is_connected = $3, phone_number = $4,"
         " qr_code = $5, profile_name = $6, state_since = $7, last_reason = $8, health = $9,"
-        " updated_at = $10, organization_id = $11::uuid WHERE instance_name = $1",
+        " updated_at = $10, organization_id = $11::uuid, auto_reply = $12,"
+        " auto_reply_prompt = $13 WHERE instance_name = $1",
         snapshot.instance_name,
         state.status.value,
         state.is_connected,
@@ -171,6 +174,8 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
         health_to_json(health),
         _ts(snapshot.updated_at),
         snapshot.organization_id,
+        snapshot.auto_reply,
+        snapshot.auto_reply_prompt,
     )
 
 
