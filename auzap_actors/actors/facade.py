@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import trio
@@ -25,6 +26,7 @@ from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
 from ..evolution.client import EvolutionClient
 from ..store import inbox, instances
+from ..store.export import export_lines
 from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
@@ -221,6 +223,30 @@ class Actors:
                 self._pool, instance_name_for(user.user_id), conversation_id, limit, before
             )
 
+    async def export(self, user: UserRef) -> AsyncGenerator[dict[str, Any], None]:
+        """The user's backup, line by line (store/export.py): UnknownActor when the user has
+        no instance, DatabaseUnavailable when the database is away before the first line.
+
+        The header and the first page are read here, before anything is sent; a database
+        lost later ends the stream early, without its `end` line (the reader sees the file
+        is incomplete).  The caller must exhaust or `aclose()` what this returns."""
+        async with _database():
+            record = await instances.find_by_user(self._pool, user.user_id)
+        if record is None:
+            raise UnknownActor("You have no WhatsApp instance.")
+        exported_at = datetime.fromtimestamp(self.now(), UTC)
+        lines = export_lines(self._pool, record.instance_name, exported_at)
+        ahead: list[dict[str, Any]] = []
+        try:
+            async with _database():
+                # The header, and the first line read from the database (or the end line).
+                ahead.append(await anext(lines))
+                ahead.append(await anext(lines))
+        except BaseException:
+            await lines.aclose()
+            raise
+        return _export_stream(ahead, lines)
+
     @contextmanager
     def subscribe(self, user: UserRef) -> Iterator[Subscription]:
         """Live frames for the user and their organization (CONTRACT §4).
@@ -320,6 +346,23 @@ class Actors:
                 "waiting_for_database": statuses.count("waiting_for_database"),
             },
         }
+
+
+async def _export_stream(
+    ahead: list[dict[str, Any]], lines: AsyncGenerator[dict[str, Any], None]
+) -> AsyncGenerator[dict[str, Any], None]:
+    try:
+        for line in ahead:
+            yield line
+        try:
+            async for line in lines:
+                yield line
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("export ended early, the database is away: %r", exc)
+    finally:
+        await lines.aclose()
 
 
 def _failed_of(failed: dict[str, dict[str, Any]] | None, name: str) -> dict[str, Any] | None:

@@ -103,8 +103,10 @@ async def list_messages(
 _LAST_COLUMNS = ", ".join(
     f"{column.strip()} AS last_{column.strip()[2:]}" for column in MESSAGE_COLUMNS.split(",")
 )
-_CONVERSATION_QUERY = f"""
+# The conversation with its contact and its last message; callers add WHERE and ORDER BY.
+CONVERSATION_SELECT = f"""
 SELECT c.id, c.remote_jid, c.is_group, c.title, c.last_message_at, c.unread_count,
+       c.deleted_at,
        coalesce(c.last_message_at, '-infinity') AS sort_key,
        k.id AS contact_id, k.jid AS contact_jid, k.phone_number, k.push_name AS contact_name,
        k.profile_pic_url, last.*
@@ -114,8 +116,8 @@ LEFT JOIN LATERAL (
     SELECT {_LAST_COLUMNS}
     FROM messages m WHERE m.conversation_id = c.id ORDER BY m.sent_at DESC, m.seq DESC LIMIT 1
 ) last ON true
-WHERE c.instance_name = $1 AND c.deleted_at IS NULL
 """
+_CONVERSATION_QUERY = CONVERSATION_SELECT + "WHERE c.instance_name = $1 AND c.deleted_at IS NULL\n"
 
 
 def conversation_view(row: Any) -> dict[str, Any]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -165,3 +168,22 @@ async def conversation_messages(conversation_id: str) -> dict[str, Any]:
         raise ApiError(404, "not_found", "No such conversation.")
     items, cursor = page
     return {"messages": items, "next": cursor}
+
+
+@api.get("/export")
+async def export() -> Response:
+    """The user's backup as NDJSON (store/export.py), streamed: one JSON object per line."""
+    user = await current_user()
+    lines = await context().actors.export(user)
+
+    async def body() -> AsyncGenerator[bytes, None]:
+        async with aclosing(lines):
+            async for line in lines:
+                text = json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
+                yield (text + "\n").encode()
+
+    response = Response(body(), status=200, content_type="application/x-ndjson; charset=utf-8")
+    # Bounded memory, not bounded time: a large backup may stream for longer than the
+    # app's RESPONSE_TIMEOUT.  A client that goes away ends it.
+    response.timeout = None
+    return response

@@ -1,0 +1,156 @@
+"""`GET /api/whatsapp/export` (CONTRACT §3): the user's backup as streamed NDJSON, read in
+pages (store/export.py), only ever the caller's own rows."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import trio
+
+from auzap_actors.store.db import open_pool
+
+from .conftest import ServiceRunner
+from .helpers import WEBHOOK_HEADERS, auth, eventually, http, user_token
+from .payloads import envelope, text_message
+
+CHATS = (
+    "5511911110001@s.whatsapp.net",
+    "5511911110002@s.whatsapp.net",
+    "5511911110003@s.whatsapp.net",
+)
+PER_CHAT = 400  # 1,200 messages: more than two pages of 500 in one chat
+BATCH = 50
+
+
+async def _instance(client: httpx.AsyncClient, user: uuid.UUID) -> str:
+    answer = await client.post("/api/whatsapp/connect", headers=auth(user_token(user)))
+    assert answer.status_code == 200, answer.text
+    return f"user_{user}"
+
+
+async def _store(
+    client: httpx.AsyncClient, database_url: str, name: str, chats: tuple[str, ...], per_chat: int
+) -> None:
+    """Post `per_chat` messages to each chat as `messages.upsert` webhooks; wait until stored."""
+    prefix = uuid.uuid4().hex[:8].upper()
+    items = [
+        text_message(
+            f"3EB0{prefix}{c:02d}{i:06d}",
+            jid,
+            f"mensagem {i} — olá",
+            from_me=i % 3 == 0,
+            timestamp=1_795_000_000 + i,
+        )
+        for c, jid in enumerate(chats)
+        for i in range(per_chat)
+    ]
+
+    async def post(item: dict[str, Any]) -> None:
+        body = envelope("messages.upsert", name, item)
+        answer = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
+        assert answer.status_code == 200, answer.text
+
+    # One message per `messages.upsert` (as Evolution sends them), BATCH deliveries at once.
+    for start in range(0, len(items), BATCH):
+        async with trio.open_nursery() as nursery:
+            for item in items[start : start + BATCH]:
+                nursery.start_soon(post, item)
+    async with open_pool(database_url, min_size=1, max_size=1) as pool:
+
+        async def stored() -> bool:
+            count = await pool.fetchval(
+                "SELECT count(*) FROM messages WHERE instance_name = $1", name
+            )
+            return bool(count == len(items))
+
+        await eventually(stored, timeout=60, interval=0.1)
+
+
+async def _export(client: httpx.AsyncClient, token: str) -> tuple[httpx.Response, list[Any]]:
+    async with client.stream("GET", "/api/whatsapp/export", headers=auth(token)) as answer:
+        raw = b"".join([chunk async for chunk in answer.aiter_bytes()])
+    assert raw.endswith(b"\n")
+    return answer, [json.loads(line) for line in raw.decode().splitlines()]
+
+
+async def test_export_streams_everything_of_the_user_and_nothing_else(
+    runner: ServiceRunner, database_url: str
+) -> None:
+    service = await runner.start()
+    user, other = uuid.uuid4(), uuid.uuid4()
+    async with http(service.url, timeout=60) as client:
+        name = await _instance(client, user)
+        other_name = await _instance(client, other)
+        await _store(client, database_url, name, CHATS, PER_CHAT)
+        foreign = ("5511922220001@s.whatsapp.net",)
+        await _store(client, database_url, other_name, foreign, 50)
+
+        started = time.monotonic()
+        answer, lines = await _export(client, user_token(user))
+        elapsed = time.monotonic() - started
+        print(f"export: {len(lines)} lines in {elapsed:.2f}s")
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    header, end = lines[0], lines[-1]
+    assert header["type"] == "export" and header["version"] == 1
+    assert header["instance_name"] == name and header["exported_at"].endswith("Z")
+    kinds = [line["type"] for line in lines[1:-1]]
+    # The order of the sections: contacts, then conversations, then messages.
+    assert kinds == sorted(kinds, key=["contact", "conversation", "message"].index)
+    contacts = [line["data"] for line in lines if line["type"] == "contact"]
+    conversations = [line["data"] for line in lines if line["type"] == "conversation"]
+    messages = [line["data"] for line in lines if line["type"] == "message"]
+    assert end == {
+        "type": "end",
+        "counts": {
+            "contacts": len(contacts),
+            "conversations": 3,
+            "messages": len(CHATS) * PER_CHAT,
+        },
+    }
+    assert sorted(c["remote_jid"] for c in conversations) == sorted(CHATS)
+    assert {c["remote_jid"] for c in contacts} >= set(CHATS)
+    assert len(messages) == 1200 and len({m["id"] for m in messages}) == 1200
+    by_conversation = {c["id"]: c for c in conversations}
+    for message in messages:
+        assert by_conversation[message["conversation_id"]]["remote_jid"] == message["remote_jid"]
+    # Conversation by conversation, oldest first.
+    for conversation in conversations:
+        own = [m["timestamp"] for m in messages if m["conversation_id"] == conversation["id"]]
+        assert len(own) == PER_CHAT and own == sorted(own)
+        assert conversation["last_message"]["timestamp"] == own[-1]
+    assert messages[0]["text"] == "mensagem 0 — olá"
+    text = json.dumps(lines)
+    assert "5511922220001" not in text and other_name not in text
+    assert "evolution_token" not in text and "apikey" not in text
+
+    # The other user's export holds only theirs.
+    async with http(service.url, timeout=60) as client:
+        _answer, theirs = await _export(client, user_token(other))
+    assert theirs[-1]["counts"]["messages"] == 50
+    assert {line["data"]["remote_jid"] for line in theirs[1:-1]} == set(foreign)
+
+
+async def test_export_needs_a_token_and_an_instance(runner: ServiceRunner) -> None:
+    service = await runner.start()
+    async with http(service.url) as client:
+        anonymous = await client.get("/api/whatsapp/export")
+        assert anonymous.status_code == 401
+        nobody = await client.get("/api/whatsapp/export", headers=auth(user_token(uuid.uuid4())))
+        assert nobody.status_code == 404 and nobody.json()["error"]["code"] == "not_found"
+        # An instance without any message: the header and the end line.
+        user = uuid.uuid4()
+        name = await _instance(client, user)
+        answer, lines = await _export(client, user_token(user))
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/x-ndjson")
+    assert lines[0]["instance_name"] == name
+    assert lines[-1] == {
+        "type": "end",
+        "counts": {"contacts": 0, "conversations": 0, "messages": 0},
+    }
