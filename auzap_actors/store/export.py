@@ -74,12 +74,16 @@ def export_conversation_view(row: Any) -> dict[str, Any]:
     return {**conversation_view(row), "deleted_at": _iso(row["deleted_at"])}
 
 
-async def _conversation_ids(db: Any, instance: str, page_size: int) -> AsyncIterator[uuid.UUID]:
-    after = _FIRST_UUID
+async def _by_id(
+    db: Any, query: str, instance: str, first: Any, page_size: int
+) -> AsyncIterator[Any]:
+    """Every row of `query` for `instance`, `page_size` at a time, in `id` order after `first`
+    (one query per page: memory stays bounded whatever the size)."""
+    after = first
     while True:
-        rows = await db.fetch(_CONVERSATION_IDS, instance, after, page_size)
+        rows = await db.fetch(query, instance, after, page_size)
         for row in rows:
-            yield row["id"]
+            yield row
         if len(rows) < page_size:
             return
         after = rows[-1]["id"]
@@ -97,27 +101,14 @@ async def export_lines(
     }
     counts = {"contacts": 0, "conversations": 0, "messages": 0}
 
-    last_contact = 0
-    while True:
-        rows = await db.fetch(_CONTACTS, instance, last_contact, page_size)
-        for row in rows:
-            counts["contacts"] += 1
-            yield {"type": "contact", "data": contact_view(row)}
-        if len(rows) < page_size:
-            break
-        last_contact = rows[-1]["id"]
-
-    last_conversation = _FIRST_UUID
-    while True:
-        rows = await db.fetch(_CONVERSATIONS, instance, last_conversation, page_size)
-        for row in rows:
-            counts["conversations"] += 1
-            yield {"type": "conversation", "data": export_conversation_view(row)}
-        if len(rows) < page_size:
-            break
-        last_conversation = rows[-1]["id"]
-
-    async for conversation_id in _conversation_ids(db, instance, page_size):
+    async for row in _by_id(db, _CONTACTS, instance, 0, page_size):
+        counts["contacts"] += 1
+        yield {"type": "contact", "data": contact_view(row)}
+    async for row in _by_id(db, _CONVERSATIONS, instance, _FIRST_UUID, page_size):
+        counts["conversations"] += 1
+        yield {"type": "conversation", "data": export_conversation_view(row)}
+    async for id_row in _by_id(db, _CONVERSATION_IDS, instance, _FIRST_UUID, page_size):
+        conversation_id = id_row["id"]
         rows = await db.fetch(_FIRST_MESSAGES, conversation_id, instance, page_size)
         while True:
             for row in rows:
