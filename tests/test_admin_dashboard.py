@@ -3,40 +3,26 @@
 (Debian's package, driven by Playwright): enter the admin token, see the instance open, restart
 its actor and see the restart count change without a reload.
 
-Playwright's sync API runs its own asyncio loop, which cannot share a process with the
-service's trio-asyncio loop: this file doubles as the browser script, run in a child process
-(the same pattern as test_demo_page.py).
+This file doubles as the browser script, run in a child process (tests/browser.py says why).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-import trio
 
 if __package__:
     from trio_websocket import ConnectionRejected, open_websocket_url
 
+    from .browser import launch, run_browser_script, screenshots_dir
     from .conftest import ADMIN_TOKEN, JWT_SECRET, SIM_API_KEY, WEBHOOK_SECRET, ServiceRunner
     from .helpers import http, next_frame, open_instance
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+else:  # run as the browser script, in a child process: tests/ is sys.path[0]
+    from browser import launch
 
 
 def _drive(url: str, token: str, name: str, screenshots: Path) -> dict[str, str]:
@@ -44,7 +30,7 @@ def _drive(url: str, token: str, name: str, screenshots: Path) -> dict[str, str]
 
     row = f"tr[data-name='{name}']"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 800})
             page.goto(url)
@@ -80,16 +66,8 @@ async def test_dashboard_restarts_an_actor_in_a_real_browser(
     service = await runner.start()
     async with http(service.url) as client:
         name = await open_instance(client, service.simulator_url, uuid.uuid4(), "5511900000001")
-    shots = Path(os.environ.get("AUZAP_SCREENSHOTS", tmp_path))
-    with trio.fail_after(120):
-        done = await trio.run_process(
-            [sys.executable, __file__, service.url + "/admin", ADMIN_TOKEN, name, str(shots)],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    seen = json.loads(done.stdout)
+    shots = screenshots_dir(tmp_path)
+    seen = await run_browser_script(__file__, service.url + "/admin", ADMIN_TOKEN, name, str(shots))
     assert seen["before"] == "no token"
     assert seen["restarts_before"] == "0"
     assert seen["restarts"] == "1" and seen["actor"] == "running"

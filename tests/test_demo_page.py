@@ -1,41 +1,27 @@
 """The demo page in real headless Chromium (Debian's package, driven by Playwright): demo
 login, Connect WhatsApp, the QR appears, Simulate phone scan, the page says Connected.
 
-Playwright's sync API runs its own asyncio loop, which cannot share a process with the
-service's trio-asyncio loop: this file doubles as the browser script, run in a child process.
+This file doubles as the browser script, run in a child process (tests/browser.py says why).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
-import trio
-
 if __package__:
+    from .browser import launch, run_browser_script, screenshots_dir
     from .conftest import ServiceRunner
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+else:  # run as the browser script, in a child process: tests/ is sys.path[0]
+    from browser import launch
 
 
 def _drive(url: str, screenshots: Path) -> dict[str, str]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(playwright)
         try:
             page = browser.new_page()
             page.goto(url)
@@ -63,16 +49,8 @@ def _drive(url: str, screenshots: Path) -> dict[str, str]:
 
 async def test_demo_page_connects_in_a_real_browser(runner: ServiceRunner, tmp_path: Path) -> None:
     service = await runner.start(demo=True)
-    shots = Path(os.environ.get("AUZAP_SCREENSHOTS", tmp_path))
-    with trio.fail_after(120):
-        done = await trio.run_process(
-            [sys.executable, __file__, service.url + "/", str(shots)],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr.decode()[-3000:]
-    seen = json.loads(done.stdout)
+    shots = screenshots_dir(tmp_path)
+    seen = await run_browser_script(__file__, service.url + "/", str(shots))
     assert seen["qr"] == "data:image/png;base64,"
     assert seen["waiting"] == "Scan the QR code"
     assert seen["status"] == "Connected" and seen["phone"] == "(+5511987654321)"
