@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import trio
 import trio_asyncio
-import triopg
 from triopg._triopg import TrioPoolAcquireContextProxy, TrioPoolProxy
 
 DEFAULT_ACQUIRE_TIMEOUT_S = 5.0
@@ -72,16 +71,6 @@ async def open_pool(
         command_timeout=30,
     ) as pool:
         yield pool
-
-
-@asynccontextmanager
-async def open_connection(dsn: str) -> AsyncIterator[Any]:
-    """One dedicated connection (the inbox writer holds one for its whole life)."""
-    async with triopg.connect(dsn) as conn:
-        await conn.set_type_codec(
-            "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-        )
-        yield conn
 
 
 class DirectConnection:
