@@ -85,6 +85,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import assert_never
 
+from .backoff import check_jitter_sample
 from .health_model import (
     MAX_ISSUES,
     Alert,
@@ -106,7 +107,6 @@ from .health_model import (
     SessionEnded,
     Stopped,
     UserActed,
-    check_jitter_sample,
     check_outcome,
     next_check_delay,
     reconnect_delay,

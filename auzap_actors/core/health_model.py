@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .backoff import backoff_delay, check_jitter_sample
 from .state import LOGGED_OUT_REASONS
 
 MAX_ISSUES = 10
@@ -186,11 +187,6 @@ Decision = Alert | Reconnect | Reconnected | ReconnectFailed | GiveUp | SessionE
 # ---- delays ---------------------------------------------------------------------------------
 
 
-def check_jitter_sample(jitter_sample: float) -> None:
-    if not 0 <= jitter_sample < 1:
-        raise ValueError(f"jitter_sample must be within [0, 1), not {jitter_sample}")
-
-
 def reconnect_delay(attempt: int, policy: HealthPolicy, jitter_sample: float) -> float:
     """Seconds to wait before automatic reconnect number ``attempt`` (>= 1):
     ``min(cap, base * 2^(attempt - 1)) * (1 + jitter * sample)``.
@@ -199,11 +195,13 @@ def reconnect_delay(attempt: int, policy: HealthPolicy, jitter_sample: float) ->
     """
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, not {attempt}")
-    check_jitter_sample(jitter_sample)
-    # Past 2^62 the cap has long been reached; bounding the exponent avoids float overflow.
-    exponent = min(attempt - 1, 62)
-    delay = min(policy.reconnect_cap_s, policy.reconnect_base_s * float(2**exponent))
-    return delay * (1 + policy.jitter * jitter_sample)
+    return backoff_delay(
+        attempt,
+        base_s=policy.reconnect_base_s,
+        cap_s=policy.reconnect_cap_s,
+        jitter=policy.jitter,
+        jitter_sample=jitter_sample,
+    )
 
 
 def next_check_delay(policy: HealthPolicy, jitter_sample: float) -> float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .backoff import backoff_delay, capped_doubling
+
 
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
@@ -37,27 +39,23 @@ def decide_restart(
     recent = (*(t for t in history if now - t < policy.window_s), now)
     if len(recent) > policy.max_restarts:
         return RestartDecision(False, 0.0, recent)
-    delay = min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** (len(recent) - 1))
+    delay = capped_doubling(len(recent), policy.backoff_base_s, policy.backoff_cap_s)
     return RestartDecision(True, delay, recent)
-
-
-def _doubling(count: int, base_s: float, cap_s: float) -> float:
-    if count < 1:
-        raise ValueError(f"count must be at least 1, not {count}")
-    return min(cap_s, base_s * 2.0 ** min(count - 1, 32))
 
 
 def park_delay(parkings: int, policy: RestartPolicy) -> float:
     """The cool-down before a parked actor is revived, after its `parkings`-th parking
     (30 s, 1 min, 2 min ... 10 min with the defaults)."""
-    return _doubling(parkings, policy.park_base_s, policy.park_cap_s)
+    return capped_doubling(parkings, policy.park_base_s, policy.park_cap_s)
 
 
 def outage_delay(failures: int, policy: RestartPolicy, jitter_sample: float) -> float:
     """Before the `failures`-th retry of an actor waiting for the database; jittered by up to a
     quarter so that a node's actors do not all come back in the same instant."""
-    if not 0 <= jitter_sample < 1:
-        raise ValueError(f"jitter_sample must be within [0, 1), not {jitter_sample}")
-    return _doubling(failures, policy.outage_base_s, policy.outage_cap_s) * (
-        1 + 0.25 * jitter_sample
+    return backoff_delay(
+        failures,
+        base_s=policy.outage_base_s,
+        cap_s=policy.outage_cap_s,
+        jitter=0.25,
+        jitter_sample=jitter_sample,
     )

@@ -22,6 +22,8 @@ import asyncpg
 import trio
 from asyncpg.exceptions import _base as asyncpg_base
 
+from ..core.backoff import backoff_delay as core_backoff_delay
+
 # SQLSTATE classes and codes meaning "not now": connection exception (08), insufficient
 # resources (53), operator intervention (57: admin shutdown, crash shutdown, cannot connect now,
 # query canceled by a statement timeout), system error (58), plus the single codes below.
@@ -109,13 +111,11 @@ def backoff_delay(
     ``min(cap, base * 2^(failures - 1)) * (1 + jitter * sample)``, sample in [0, 1).
 
     The jitter keeps several nodes that lost the same database from reconnecting in lockstep;
-    `sample` is drawn at random unless given (tests give it)."""
-    if failures < 1:
-        raise ValueError(f"failures must be at least 1, not {failures}")
-    if sample is None:
-        sample = random.random()
-    if not 0 <= sample < 1:
-        raise ValueError(f"sample must be within [0, 1), not {sample}")
-    # The exponent is clamped: a long outage must not overflow the float.
-    delay = min(cap_s, base_s * 2.0 ** min(failures - 1, 32))
-    return delay * (1 + jitter * sample)
+    `sample` is drawn at random unless given (tests give it): the arithmetic is the core's."""
+    return core_backoff_delay(
+        failures,
+        base_s=base_s,
+        cap_s=cap_s,
+        jitter=jitter,
+        jitter_sample=random.random() if sample is None else sample,
+    )
