@@ -71,11 +71,12 @@ async def _receive(
         duplicate = await ctx.actors.accept_webhook(envelope)
     except EventRejected as exc:
         raise ApiError(400, "unstorable", f"The event cannot be stored: {exc}") from None
-    except IntakeUnavailable as exc:
+    except IntakeUnavailable:
+        # The reason may name the database's host: the inbox writer logs it; not for the caller.
         raise ApiError(
             503,
             "unavailable",
-            f"The event could not be stored now ({exc}); retry later.",
+            "The event could not be stored now; retry later.",
             {"Retry-After": "5"},
         ) from None
     return {"accepted": True, "duplicate": duplicate}
