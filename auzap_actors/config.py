@@ -21,6 +21,26 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class BackupRetention:
+    """Which scheduled backups of an instance are kept: the newest `keep`, or those younger
+    than `days` (the newest one always stays)."""
+
+    keep: int | None = None
+    days: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSettings:
+    """What the operators' commands (`instances`, `export`, `import`) need: the database and
+    Evolution, none of the service's secrets."""
+
+    database_url: str | None
+    data_dir: Path
+    evolution_api_url: str | None
+    evolution_api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None
     data_dir: Path
@@ -70,6 +90,10 @@ class Settings:
     jwks_url: str | None = None  # unset: user tokens are HS256 with jwt_secret only
     jwt_issuer: str | None = None  # unset: `iss` is not checked
     jwks_refresh_s: float = 60.0  # at most one JWKS fetch per this many seconds
+    # Scheduled backups (store/backups.py): off while backup_dir is None.
+    backup_dir: Path | None = None
+    backup_interval_s: float = 86400.0
+    backup_retention: BackupRetention = field(default_factory=lambda: BackupRetention(keep=7))
     # Demo mode: random secrets, the built-in simulator, a login that mints tokens.  Only when
     # nothing real is configured (or AUZAP_DEMO=1 with nothing real beside it).
     demo: bool = False
@@ -123,6 +147,11 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return Path(value).resolve() if value else None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -206,6 +235,46 @@ def _check(settings: Settings) -> Settings:
     return settings
 
 
+def _retention(env: Mapping[str, str]) -> BackupRetention:
+    """AUZAP_BACKUP_RETENTION: `N` keeps the newest N backups per instance, `Nd` those younger
+    than N days."""
+    raw = env.get("AUZAP_BACKUP_RETENTION", "").strip().lower()
+    if not raw:
+        return BackupRetention(keep=7)
+    try:
+        if raw.endswith("d"):
+            days = float(raw[:-1])
+            if 0 < days <= 36500:
+                return BackupRetention(days=days)
+        else:
+            keep = int(raw)
+            if 1 <= keep <= 100000:
+                return BackupRetention(keep=keep)
+    except ValueError:
+        pass
+    raise ConfigError(f"AUZAP_BACKUP_RETENTION must be a count (7) or days (30d), got {raw!r}")
+
+
+def _data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("AUZAP_DATA_DIR", "").strip() or "./.auzap").resolve()
+
+
+def load_tool_settings(env: Mapping[str, str] | None = None) -> ToolSettings:
+    """DATABASE_URL (embedded PostgreSQL in AUZAP_DATA_DIR without it), EVOLUTION_API_URL and
+    EVOLUTION_API_KEY, checked as for the service; nothing else is needed or read."""
+    env = os.environ if env is None else env
+    evolution_api_url = _url(env, "EVOLUTION_API_URL", ("http", "https"))
+    api_key = env.get("EVOLUTION_API_KEY", "").strip()
+    if evolution_api_url and not api_key:
+        raise ConfigError("EVOLUTION_API_KEY is required when EVOLUTION_API_URL is set")
+    return ToolSettings(
+        database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql")),
+        data_dir=_data_dir(env),
+        evolution_api_url=evolution_api_url.rstrip("/") if evolution_api_url else None,
+        evolution_api_key=api_key,
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read CONTRACT §1 variables; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -228,7 +297,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     inbox_days = _int(env, "AUZAP_INBOX_RETENTION_DAYS", 7, 1, 3650)
     settings = Settings(
         database_url=database_url,
-        data_dir=Path(env.get("AUZAP_DATA_DIR", "").strip() or "./.auzap").resolve(),
+        data_dir=_data_dir(env),
         evolution_api_url=evolution_api_url.rstrip("/") if evolution_api_url else None,
         evolution_api_key=api_key,
         webhook_url=_url(env, "WEBHOOK_URL", ("http", "https")),
@@ -276,5 +345,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_keep_alive_s=_float(env, "AUZAP_HTTP_KEEP_ALIVE_S", 5.0, 0.1, 3600.0),
         http_read_timeout_s=_float(env, "AUZAP_HTTP_READ_TIMEOUT_S", 60.0, 1.0, 86400.0),
         db_acquire_timeout_s=_float(env, "AUZAP_DB_ACQUIRE_TIMEOUT_S", 5.0, 0.01, 600.0),
+        backup_dir=_path(env, "AUZAP_BACKUP_DIR"),
+        backup_interval_s=_float(env, "AUZAP_BACKUP_INTERVAL_S", 86400.0, 1.0, 30 * 86400.0),
+        backup_retention=_retention(env),
     )
     return _check(settings)

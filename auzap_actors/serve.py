@@ -26,7 +26,7 @@ from .actors.deps import ActorDeps
 from .actors.facade import Actors
 from .actors.hub import Hub
 from .actors.supervisor import Supervisor
-from .config import Settings
+from .config import Settings, ToolSettings
 from .core.breaker import BreakerConfig
 from .core.health import HealthPolicy
 from .evolution.breaker import CircuitBreaker
@@ -58,7 +58,7 @@ class Running:
 
 
 @asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[str]:
+async def database(settings: Settings | ToolSettings) -> AsyncIterator[str]:
     """The DSN to use: DATABASE_URL, or an embedded PostgreSQL stopped on exit."""
     if settings.database_url:
         yield settings.database_url

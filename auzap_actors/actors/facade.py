@@ -26,6 +26,7 @@ from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
 from ..evolution.client import EvolutionClient
 from ..store import inbox, instances
+from ..store.export import encode_line as encode_export_line
 from ..store.export import export_lines
 from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
@@ -56,6 +57,7 @@ __all__ = [
     "SocketsFull",
     "UnknownActor",
     "UserRef",
+    "encode_export_line",
 ]
 
 

@@ -19,6 +19,7 @@ without that last line is incomplete.  The views sit under `data`, as in the soc
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
@@ -51,6 +52,13 @@ _NEXT_MESSAGES = (
     " AND m.instance_name = $2 AND (m.sent_at, m.seq) > ($3, $4)"
     " ORDER BY m.sent_at, m.seq LIMIT $5"
 )
+
+
+def encode_line(line: dict[str, Any]) -> bytes:
+    """One NDJSON line, as `GET /api/whatsapp/export` sends it and the backups store it."""
+    return (
+        json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+    ).encode()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -120,6 +120,16 @@ async def list_instances(db: Any) -> list[InstanceRecord]:
     return [_record(r) for r in rows]
 
 
+async def ensure_auth_user(db: Any, user_id: uuid.UUID) -> None:
+    """The user's `auth.users` row, added if missing (a no-op where the user exists)."""
+    await db.execute(
+        "INSERT INTO auth.users (id) SELECT $1"
+        " WHERE NOT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)"
+        " ON CONFLICT DO NOTHING",
+        user_id,
+    )
+
+
 async def ensure_instance(
     pool: Any, name: str, user_id: uuid.UUID, organization_id: uuid.UUID | None
 ) -> tuple[InstanceRecord, bool]:
@@ -131,12 +141,7 @@ async def ensure_instance(
     async with pool.acquire() as conn:
         async with conn.transaction():
             # Supabase has the user already; a standalone database learns it from the JWT.
-            await conn.execute(
-                "INSERT INTO auth.users (id) SELECT $1"
-                " WHERE NOT EXISTS (SELECT 1 FROM auth.users WHERE id = $1)"
-                " ON CONFLICT DO NOTHING",
-                user_id,
-            )
+            await ensure_auth_user(conn, user_id)
             row = await conn.fetchrow(
                 "INSERT INTO whatsapp_instances (instance_name, user_id, organization_id)"
                 " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING instance_name",

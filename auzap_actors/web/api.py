@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import AsyncGenerator
@@ -11,7 +10,7 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from ..actors.facade import UserRef
+from ..actors.facade import UserRef, encode_export_line
 from ..core.errors import BadCursor
 from ..core.views import instance_view
 from ..core.webhook import WebhookError, decode_json
@@ -179,8 +178,7 @@ async def export() -> Response:
     async def body() -> AsyncGenerator[bytes, None]:
         async with aclosing(lines):
             async for line in lines:
-                text = json.dumps(line, ensure_ascii=False, separators=(",", ":"), default=str)
-                yield (text + "\n").encode()
+                yield encode_export_line(line)
 
     response = Response(body(), status=200, content_type="application/x-ndjson; charset=utf-8")
     # Bounded memory, not bounded time: a large backup may stream for longer than the
