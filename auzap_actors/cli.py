@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
 
 from .config import ConfigError, load_settings
 
@@ -65,8 +70,6 @@ def _evolution_sim(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    import os
-
     from .web.auth import mint_user_token
 
     secret = os.environ.get("AUZAP_JWT_SECRET", "").strip()
@@ -79,6 +82,64 @@ def _token(args: argparse.Namespace) -> int:
         raise ConfigError("--user and --org must be UUIDs") from None
     print(mint_user_token(secret, user, org, ttl_s=args.ttl))
     return 0
+
+
+def _tool(run: Any) -> int:
+    """Run an operator's command (ops/) on the trio-asyncio loop.  A database or Evolution
+    that cannot be reached is one line and exit code 2, not a traceback."""
+    import trio_asyncio
+
+    from .serve import configure_logging
+
+    configure_logging(logging.WARNING)
+    try:
+        result: int = trio_asyncio.run(run)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"auzap-actors: the database could not be used: {exc!r}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _instances(args: argparse.Namespace) -> int:
+    from .config import load_tool_settings
+    from .ops.instances import Options, run_instances
+
+    settings = load_tool_settings()
+    options = Options(
+        command=args.action,
+        name=getattr(args, "name", None),
+        dry_run=getattr(args, "dry_run", False),
+        verbose=args.verbose,
+        as_json=args.json,
+    )
+    return _tool(lambda: run_instances(settings, options, sys.stdout))
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .config import load_tool_settings
+    from .ops.backup import ExportOptions, run_export
+
+    if args.user is not None:
+        try:
+            uuid.UUID(args.user)
+        except ValueError:
+            raise ConfigError("--user must be a UUID") from None
+    settings = load_tool_settings()
+    options = ExportOptions(args.user, args.instance, args.output)
+    # The summary goes to stderr when the export itself goes to stdout.
+    out = sys.stdout if args.output and args.output != "-" else sys.stderr
+    return _tool(lambda: run_export(settings, options, out))
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .config import load_tool_settings
+    from .ops.backup import run_import
+
+    settings = load_tool_settings()
+    if args.file != "-" and not os.path.isfile(args.file):
+        print(f"auzap-actors: no such file: {args.file}", file=sys.stderr)
+        return 1
+    return _tool(lambda: run_import(settings, args.file, sys.stdout, None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True, help="user UUID (claim sub)")
     token.add_argument("--org", help="organization UUID")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    _tool_parsers(sub)
     return parser
+
+
+def _tool_parsers(sub: Any) -> None:
+    inst = sub.add_parser(
+        "instances",
+        help="find and fix legacy instances (the seed's migrate:whatsapp)",
+        description="Exit codes: 0 nothing to do; 1 `update` has work (check) or a change"
+        " failed; 3 what is left needs a human; 2 could not run.",
+    )
+    actions = inst.add_subparsers(dest="action", required=True)
+    check = actions.add_parser("check", help="list every problem with a count (changes nothing)")
+    update = actions.add_parser("update", help="fill user_id from names, adopt stray instances")
+    update.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    one = actions.add_parser("migrate", help="check and update one instance")
+    one.add_argument("name", help="the instance name")
+    one.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    for parser in (check, update, one):
+        parser.add_argument("--json", action="store_true", help="one JSON document")
+        parser.add_argument("--verbose", action="store_true", help="list every name")
+    export = sub.add_parser("export", help="one instance's backup as NDJSON")
+    whose = export.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--user", help="the user's UUID")
+    whose.add_argument("--instance", help="an instance name (a legacy row without user_id)")
+    export.add_argument("--output", "-o", help="file (atomic; *.gz compressed), default stdout")
+    restore = sub.add_parser("import", help="restore an export (idempotent)")
+    restore.add_argument("file", help="an export file (plain or gzip), or - for stdin")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "evolution-sim": _evolution_sim,
         "token": _token,
+        "instances": _instances,
+        "export": _export,
+        "import": _import,
     }
     try:
         return handlers[args.command](args)

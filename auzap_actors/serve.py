@@ -2,8 +2,9 @@
 
 `main` opens the trio-asyncio loop (triopg needs it), the embedded PostgreSQL when no
 DATABASE_URL is given, the pool, the root nursery with the inbox writer, the Evolution
-simulator (demo mode), the HTTP server, the supervisor tree and retention.  SIGINT/SIGTERM stop HTTP
-first, then the actors, then the pool and the embedded PostgreSQL.
+simulator (demo mode), the HTTP server, the supervisor tree, retention and the scheduled
+backups.  SIGINT/SIGTERM stop HTTP first, then the actors, then the pool and the embedded
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .evolution.client import EvolutionClient
 from .evolution.retry import RetryPolicy
 from .evolution.simulator import SimulatorConfig, serve_simulator
 from .http_server import HttpLimits, serve_http
+from .store.backups import BackupPolicy, run_backups
 from .store.db import open_pool
 from .store.doorbell import Doorbell
 from .store.embedded import EmbeddedPostgres
@@ -131,6 +133,18 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     )
 
 
+def backup_policy(settings: Settings) -> BackupPolicy:
+    assert settings.backup_dir is not None
+    return BackupPolicy(
+        directory=settings.backup_dir,
+        interval_s=settings.backup_interval_s,
+        keep=settings.backup_retention.keep,
+        days=settings.backup_retention.days,
+        # Like retention: shortly after start, after the boot's busiest minute.
+        first_delay_s=min(60.0, settings.backup_interval_s),
+    )
+
+
 def http_config(settings: Settings) -> HypercornConfig:
     """hypercorn's settings for the service's listener (the connection cap and the write
     timeout are `http_server`'s, hypercorn has neither)."""
@@ -179,7 +193,7 @@ async def _run_root(
     trigger: Callable[[], Awaitable[Any]],
     task_status: trio.TaskStatus[Running],
 ) -> None:
-    """The root nursery: inbox writer, HTTP server, supervisor tree, retention."""
+    """The root nursery: inbox writer, HTTP server, supervisor tree, retention, backups."""
     async with trio.open_nursery() as root:
         hub = Hub(per_user=settings.ws_per_user, max_sockets=settings.ws_max)
         clock = wall_clock()
@@ -237,6 +251,8 @@ async def _run_root(
         deps.webhook_base_url = settings.public_base_url(port)
         await root.start(supervisor.run, doorbell)
         await root.start(run_retention, pool, retention_policy(settings))
+        if settings.backup_dir is not None:
+            await root.start(run_backups, pool, backup_policy(settings))
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         url = f"http://{host}:{port}"
         _banner(settings, url, simulator_url)
