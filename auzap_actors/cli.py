@@ -94,9 +94,17 @@ def _tool(run: Any) -> int:
     configure_logging(logging.WARNING)
     try:
         result: int = trio_asyncio.run(run)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        print(f"auzap-actors: the database could not be used: {exc!r}", file=sys.stderr)
-        return 2
+    except BaseException as exc:
+        # trio and trio-asyncio wrap what a task raised in exception groups: the one cause.
+        cause: BaseException = exc
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+            print(f"auzap-actors: the database could not be used: {cause!r}", file=sys.stderr)
+            return 2
+        raise
     return result
 
 

@@ -98,7 +98,7 @@ KINDS: dict[Kind, tuple[str, Action, str]] = {
     Kind.ORPHANS_ADOPTABLE: (
         "orphan webhook events (instance update adopts)",
         Action.UPDATE,
-        "applied by the adopted instance's actor",
+        "update adopts the instance; its actor applies them",
     ),
     Kind.ORPHANS_OWNED: (
         "orphan webhook events (instance has a row now)",

@@ -112,8 +112,9 @@ def _table(result: Review, out: TextIO) -> None:
     print(f"{'problem':<52} {'count':>6}  what happens", file=out)
     for kind, (label, action, fix) in KINDS.items():
         count = result.count(kind)
-        who = {Action.UPDATE: "update:", Action.HUMAN: "HUMAN:", Action.NONE: "none:"}[action]
-        print(f"{label:<52} {count:>6}  {who} {fix}" if count else f"{label:<52} {0:>6}", file=out)
+        who = {Action.UPDATE: "", Action.HUMAN: "NEEDS A HUMAN: ", Action.NONE: "no action: "}
+        line = f"{label:<52} {count:>6}"
+        print(f"{line}  {who[action]}{fix}" if count else line, file=out)
 
 
 def _details(result: Review, verbose: bool, out: TextIO) -> None:
