@@ -20,6 +20,7 @@ from auzap_actors.store.db import open_pool
 from auzap_actors.web.auth import mint_user_token
 
 from .conftest import JWT_SECRET, WEBHOOK_SECRET
+from .payloads import envelope, text_message
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # How our webhook routes authenticate Evolution (the shared secret of CONTRACT §5).
@@ -172,3 +173,47 @@ async def qr_webhook_applied(database_url: str, name: str) -> bool:
         name,
     )
     return rows == [{"done": True}]
+
+
+async def store_messages(
+    client: httpx.AsyncClient,
+    database_url: str,
+    name: str,
+    chats: tuple[str, ...],
+    per_chat: int,
+    *,
+    batch: int = 50,
+) -> None:
+    """Post `per_chat` messages to each chat as `messages.upsert` webhooks; wait until stored."""
+    prefix = uuid.uuid4().hex[:8].upper()
+    items = [
+        text_message(
+            f"3EB0{prefix}{c:02d}{i:06d}",
+            jid,
+            f"mensagem {i} — olá",
+            from_me=i % 3 == 0,
+            timestamp=1_795_000_000 + i,
+        )
+        for c, jid in enumerate(chats)
+        for i in range(per_chat)
+    ]
+
+    async def post(item: dict[str, Any]) -> None:
+        body = envelope("messages.upsert", name, item)
+        answer = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
+        assert answer.status_code == 200, answer.text
+
+    # One message per `messages.upsert` (as Evolution sends them), batch deliveries at once.
+    for start in range(0, len(items), batch):
+        async with trio.open_nursery() as nursery:
+            for item in items[start : start + batch]:
+                nursery.start_soon(post, item)
+    async with open_pool(database_url, min_size=1, max_size=1) as pool:
+
+        async def stored() -> bool:
+            count = await pool.fetchval(
+                "SELECT count(*) FROM messages WHERE instance_name = $1", name
+            )
+            return bool(count == len(items))
+
+        await eventually(stored, timeout=60, interval=0.1)

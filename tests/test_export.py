@@ -10,14 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import trio
 
 from auzap_actors.store.db import open_pool
 from auzap_actors.store.export import export_lines
 
 from .conftest import ServiceRunner
-from .helpers import WEBHOOK_HEADERS, auth, eventually, http, user_token
-from .payloads import envelope, text_message
+from .helpers import auth, http, store_messages, user_token
 
 CHATS = (
     "5511911110001@s.whatsapp.net",
@@ -25,51 +23,12 @@ CHATS = (
     "5511911110003@s.whatsapp.net",
 )
 PER_CHAT = 400  # 1,200 messages: more than two pages of 500 in one chat
-BATCH = 50
 
 
 async def _instance(client: httpx.AsyncClient, user: uuid.UUID) -> str:
     answer = await client.post("/api/whatsapp/connect", headers=auth(user_token(user)))
     assert answer.status_code == 200, answer.text
     return f"user_{user}"
-
-
-async def _store(
-    client: httpx.AsyncClient, database_url: str, name: str, chats: tuple[str, ...], per_chat: int
-) -> None:
-    """Post `per_chat` messages to each chat as `messages.upsert` webhooks; wait until stored."""
-    prefix = uuid.uuid4().hex[:8].upper()
-    items = [
-        text_message(
-            f"3EB0{prefix}{c:02d}{i:06d}",
-            jid,
-            f"mensagem {i} — olá",
-            from_me=i % 3 == 0,
-            timestamp=1_795_000_000 + i,
-        )
-        for c, jid in enumerate(chats)
-        for i in range(per_chat)
-    ]
-
-    async def post(item: dict[str, Any]) -> None:
-        body = envelope("messages.upsert", name, item)
-        answer = await client.post("/api/webhook/whatsapp", json=body, headers=WEBHOOK_HEADERS)
-        assert answer.status_code == 200, answer.text
-
-    # One message per `messages.upsert` (as Evolution sends them), BATCH deliveries at once.
-    for start in range(0, len(items), BATCH):
-        async with trio.open_nursery() as nursery:
-            for item in items[start : start + BATCH]:
-                nursery.start_soon(post, item)
-    async with open_pool(database_url, min_size=1, max_size=1) as pool:
-
-        async def stored() -> bool:
-            count = await pool.fetchval(
-                "SELECT count(*) FROM messages WHERE instance_name = $1", name
-            )
-            return bool(count == len(items))
-
-        await eventually(stored, timeout=60, interval=0.1)
 
 
 async def _export(client: httpx.AsyncClient, token: str) -> tuple[httpx.Response, list[Any]]:
@@ -87,9 +46,9 @@ async def test_export_streams_everything_of_the_user_and_nothing_else(
     async with http(service.url, timeout=60) as client:
         name = await _instance(client, user)
         other_name = await _instance(client, other)
-        await _store(client, database_url, name, CHATS, PER_CHAT)
+        await store_messages(client, database_url, name, CHATS, PER_CHAT)
         foreign = ("5511922220001@s.whatsapp.net",)
-        await _store(client, database_url, other_name, foreign, 50)
+        await store_messages(client, database_url, other_name, foreign, 50)
 
         started = time.monotonic()
         answer, lines = await _export(client, user_token(user))
