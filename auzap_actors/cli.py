@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from .config import ConfigError, load_settings
+from .config import ConfigError, load_settings, load_tool_settings
 
 
 def _serve(_: argparse.Namespace) -> int:
@@ -30,7 +30,8 @@ def _migrate(_: argparse.Namespace) -> int:
     from .store.db import open_pool
     from .store.migrate import migrate
 
-    settings = load_settings()
+    # Only the database is needed (none of the service's secrets).
+    settings = load_tool_settings()
     configure_logging()
 
     async def main() -> int:
@@ -109,7 +110,6 @@ def _tool(run: Any) -> int:
 
 
 def _instances(args: argparse.Namespace) -> int:
-    from .config import load_tool_settings
     from .ops.instances import Options, run_instances
 
     settings = load_tool_settings()
@@ -124,7 +124,6 @@ def _instances(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .config import load_tool_settings
     from .ops.backup import ExportOptions, run_export
 
     if args.user is not None:
@@ -140,7 +139,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .config import load_tool_settings
     from .ops.backup import run_import
 
     settings = load_tool_settings()
