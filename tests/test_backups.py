@@ -170,6 +170,8 @@ async def test_export_wipe_import_gives_the_same_backup(
 
 
 async def test_import_refuses_what_is_not_an_export(database_url: str, tmp_path: Path) -> None:
+    code, _out, err = await cli(database_url, "export", "--user", str(uuid.uuid4()))
+    assert code == 1 and "no instance" in err
     bad = tmp_path / "bad.ndjson"
     bad.write_text('{"type": "message", "data": {}}\n')
     code, out, _err = await cli(database_url, "import", str(bad))
