@@ -4,6 +4,7 @@ beside a running service."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import trio
+
+from auzap_actors.ops.progress import Progress
 
 from .conftest import SIM_API_KEY, ServiceRunner
 from .helpers import WEBHOOK_HEADERS, auth, eventually, fetch_rows, http, user_token
@@ -230,3 +233,24 @@ def test_instances_commands_need_evolution() -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "EVOLUTION_API_URL" in result.stderr, result.stderr
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
+    plain = io.StringIO()
+    with Progress("updating", 100, stream=plain, tty=False) as progress:
+        for _ in range(100):
+            progress.advance()
+    lines = plain.getvalue().splitlines()
+    assert lines[0] == "updating: 10/100 (10%)" and lines[-1] == "updating: 100/100 (100%)"
+    assert len(lines) == 10
+    counted = io.StringIO()
+    with Progress("exporting lines", None, stream=counted, tty=False) as progress:
+        for _ in range(5):
+            progress.advance(4_000)  # every 10,000 lines crossed gives a line
+    assert counted.getvalue().splitlines() == ["exporting lines: 12,000", "exporting lines: 20,000"]
+    terminal = io.StringIO()
+    with Progress("updating", 4, stream=terminal, tty=True) as progress:
+        for _ in range(4):
+            progress.advance()
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\r[") and drawn.endswith("\n") and "4/4 (100%)" in drawn

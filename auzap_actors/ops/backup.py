@@ -47,9 +47,15 @@ async def run_export(settings: ToolSettings, options: ExportOptions, out: TextIO
         exported_at = datetime.now(UTC)
         if options.output and options.output != "-":
             path = Path(options.output)
-            counts = await write_export(
-                pool, name, path, exported_at, compress=path.name.endswith(".gz")
-            )
+            with Progress("exporting lines", None) as progress:
+                counts = await write_export(
+                    pool,
+                    name,
+                    path,
+                    exported_at,
+                    compress=path.name.endswith(".gz"),
+                    on_lines=progress.advance,
+                )
         else:
             counts = await _to_stdout(pool, name, exported_at)
         print(

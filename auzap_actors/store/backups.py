@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,11 +72,17 @@ def _stamp(when: datetime) -> str:
 
 
 async def write_export(
-    pool: Any, instance: str, path: Path, exported_at: datetime, *, compress: bool
+    pool: Any,
+    instance: str,
+    path: Path,
+    exported_at: datetime,
+    *,
+    compress: bool,
+    on_lines: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
     """Write the instance's export to `path` atomically (temporary file, fsync, rename);
     returns the counts of its end line.  Raises (leaving no file at `path`) when the export
-    fails midway."""
+    fails midway.  `on_lines(n)` hears of every n lines handed to the disk (a progress bar)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{path.name}"
     raw: IO[bytes] = await trio.to_thread.run_sync(open, temp, "wb")
@@ -85,15 +92,22 @@ async def write_export(
     counts: dict[str, int] = {}
     try:
         buffer = bytearray()
+        pending = 0  # lines in the buffer
         lines = export_lines(pool, instance, exported_at)
         async for line in lines:
             buffer += encode_line(line)
+            pending += 1
             if line["type"] == "end":
                 counts = dict(line["counts"])
             if len(buffer) >= CHUNK_BYTES:
                 chunk, buffer = bytes(buffer), bytearray()
                 await trio.to_thread.run_sync(stream.write, chunk)
+                if on_lines is not None:
+                    on_lines(pending)
+                pending = 0
         await trio.to_thread.run_sync(_finish, stream, raw, bytes(buffer))
+        if on_lines is not None:
+            on_lines(pending)
         await trio.to_thread.run_sync(os.replace, temp, path)
     except BaseException:
         with trio.CancelScope(shield=True):
