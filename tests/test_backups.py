@@ -138,6 +138,7 @@ async def test_export_wipe_import_gives_the_same_backup(
     code, _out, err = await cli(database_url, "export", "--user", str(user), "-o", str(second))
     assert code == 0, err
     assert second.read_bytes()[:2] == b"\x1f\x8b"
+    assert second.stat().st_mode & 0o777 == 0o600  # people's conversations: owner only
     assert _without_time(_lines(second)) == _without_time(exported)
 
     # Importing again (the gzip file this time) changes nothing.

@@ -85,7 +85,7 @@ async def write_export(
     fails midway.  `on_lines(n)` hears of every n lines handed to the disk (a progress bar)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f"{TEMP_PREFIX}{os.getpid()}-{path.name}"
-    raw: IO[bytes] = await trio.to_thread.run_sync(open, temp, "wb")
+    raw: IO[bytes] = await trio.to_thread.run_sync(_create_private, temp)
     stream: IO[bytes] = raw
     if compress:
         stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[assignment]
@@ -114,6 +114,11 @@ async def write_export(
             await trio.to_thread.run_sync(_discard, stream, raw, temp)
         raise
     return counts
+
+
+def _create_private(path: Path) -> IO[bytes]:
+    """A new file only its owner may read: backups hold people's conversations."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def _finish(stream: IO[bytes], raw: IO[bytes], tail: bytes) -> None:
