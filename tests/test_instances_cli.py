@@ -34,7 +34,7 @@ async def cli(database_url: str, sim_url: str, *args: str) -> tuple[int, str]:
         check=False,
     )
     out = done.stdout.decode()
-    assert not done.stderr.strip() or done.returncode != 2, done.stderr.decode()
+    assert done.returncode != 2, done.stderr.decode()  # could not run: say why
     return done.returncode, out
 
 
@@ -254,3 +254,22 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
             progress.advance()
     drawn = terminal.getvalue()
     assert drawn.startswith("\r[") and drawn.endswith("\n") and "4/4 (100%)" in drawn
+
+
+async def test_an_unreachable_evolution_is_one_line_and_exit_2(database_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUZAP_", "EVOLUTION_"))}
+    env.update(
+        DATABASE_URL=database_url,
+        EVOLUTION_API_URL="http://127.0.0.1:9",  # discard: nothing listens
+        EVOLUTION_API_KEY=SIM_API_KEY,
+    )
+    done = await trio.run_process(
+        [sys.executable, "-m", "auzap_actors", "instances", "check"],
+        env=env,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 2 and "Evolution API could not be read" in out, out
+    assert SIM_API_KEY not in out + done.stderr.decode()

@@ -62,17 +62,19 @@ async def run_instances(settings: ToolSettings, options: Options, out: TextIO) -
     async with client, tool_pool(settings) as pool:
         try:
             inputs = await _gather(pool, client, options.name)
+            if options.command == "migrate" and not _exists(inputs, options.name):
+                print(
+                    f"no instance named {options.name!r} here, in Evolution or in the inbox",
+                    file=out,
+                )
+                return 1
+            if options.command == "check":
+                return _report(inputs, options, out)
+            return await _update(pool, client, inputs, options, out)
         except EvolutionError as exc:
+            # Its text names the call and the answer, never the API key.
             print(f"Evolution API could not be read: {exc}", file=out)
             return 2
-        if options.command == "migrate" and not _exists(inputs, options.name):
-            print(
-                f"no instance named {options.name!r} here, in Evolution or in the inbox", file=out
-            )
-            return 1
-        if options.command == "check":
-            return _report(inputs, options, out)
-        return await _update(pool, client, inputs, options, out)
 
 
 def _exists(inputs: Inputs, name: str | None) -> bool:
