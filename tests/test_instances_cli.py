@@ -273,3 +273,29 @@ async def test_an_unreachable_evolution_is_one_line_and_exit_2(database_url: str
     out = done.stdout.decode()
     assert done.returncode == 2 and "Evolution API could not be read" in out, out
     assert SIM_API_KEY not in out + done.stderr.decode()
+
+
+async def test_in_supabase_a_user_is_never_made_up(
+    runner: ServiceRunner, database_url: str
+) -> None:
+    """Where auth.users is not the standalone table, a name whose user auth.users lacks needs
+    a human; a known user's instance is still fixed."""
+    known, unknown = uuid.uuid4(), uuid.uuid4()
+    await fetch_rows(
+        database_url,
+        "INSERT INTO auth.users (id) VALUES ($1) RETURNING id",
+        known,
+    )
+    await fetch_rows(
+        database_url,
+        "INSERT INTO whatsapp_instances (instance_name) VALUES ($1), ($2) RETURNING id",
+        f"user_{known}",
+        f"user_{unknown}",
+    )
+    await fetch_rows(database_url, "COMMENT ON TABLE auth.users IS NULL")
+    sim_url = await runner.simulator()
+    code, report = await check_json(database_url, sim_url, "update")
+    assert code == 3, report
+    assert report["filled"] == 1 and report["counts"]["unknown_user"] == 1
+    users = {r["id"] for r in await fetch_rows(database_url, "SELECT id FROM auth.users")}
+    assert users == {known}
