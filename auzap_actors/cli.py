@@ -14,7 +14,7 @@ def _serve(_: argparse.Namespace) -> int:
     from .serve import configure_logging, run
 
     settings = load_settings()
-    configure_logging()
+    configure_logging(settings)
     return run(settings)
 
 
@@ -26,7 +26,7 @@ def _migrate(_: argparse.Namespace) -> int:
     from .store.migrate import migrate
 
     settings = load_settings()
-    configure_logging()
+    configure_logging(settings)
 
     async def main() -> int:
         async with database(settings) as dsn, open_pool(dsn, min_size=1, max_size=1) as pool:
