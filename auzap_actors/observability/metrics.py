@@ -31,6 +31,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Outcomes the auto-reply helper will report; they exist (at 0) from the start.
 AUTO_REPLY_OUTCOMES = ("sent", "failed", "skipped")
+RECONNECT_OUTCOMES = ("open", "qr", "pending", "unreachable", "refused")
+CHECK_PURPOSES = ("periodic", "boot", "reconcile")
+CHECK_RESULTS = ("open", "not_open", "missing", "unreachable")
 INSTANCE_STATUSES = ("disconnected", "connecting", "waiting_qr", "open", "needs_attention")
 ACTOR_STATES = ("starting", "running", "restarting", "waiting_for_database", "crashed", "stopped")
 BREAKER_STATES = ("closed", "open", "half_open")
@@ -224,8 +227,15 @@ class Metrics:
         )
         for outcome in AUTO_REPLY_OUTCOMES:
             self.auto_replies.labels(outcome)
+        # Known label values exist at 0 from the start: a rate() over a series that appears
+        # only at its first event misses that event.
         for reason in ("crash", "revival", "operator"):
             self.actor_restarts.labels(reason)
+        for outcome in RECONNECT_OUTCOMES:
+            self.reconnects.labels(outcome)
+        for purpose in CHECK_PURPOSES:
+            for result in CHECK_RESULTS:
+                self.health_checks.labels(purpose, result)
         r.register(_ScrapeCollector(self))
         if process:
             ProcessCollector(registry=r)
