@@ -132,12 +132,12 @@ class EvolutionClient:
         name replaced by `{instance}`: bounded labels, and no name in metrics), outcome,
         status, duration and attempts.  Never the key nor the body."""
         if self.observer is None:
-            return await self._with_retries(method, path, json, params, idempotent, [0])
-        started, attempts = trio.current_time(), [0]
+            return await self._with_retries(method, path, json, params, idempotent, [0, 0])
+        started, tally = trio.current_time(), [0, 0]
         outcome, status = "cancelled", None
         try:
-            body = await self._with_retries(method, path, json, params, idempotent, attempts)
-            outcome = "ok"
+            body = await self._with_retries(method, path, json, params, idempotent, tally)
+            outcome, status = "ok", tally[1]
             return body
         except EvolutionError as exc:
             outcome, status = outcome_of(exc), exc.status
@@ -154,7 +154,7 @@ class EvolutionClient:
                 outcome,
                 status,
                 trio.current_time() - started,
-                attempts[0],
+                tally[0],
             )
             self.observer(instance, call)
 
@@ -165,10 +165,10 @@ class EvolutionClient:
         json: Any,
         params: dict[str, str] | None,
         idempotent: bool,
-        attempts: list[int],
+        tally: list[int],
     ) -> Any:
-        """Send a request, with retries, and decode Evolution's answer (`attempts[0]` counts
-        the attempts made).
+        """Send a request, with retries, and decode Evolution's answer (`tally` gets the
+        attempts made and the last answer's HTTP status).
 
         ``idempotent`` says whether the call may be repeated safely; see
         :func:`~auzap_actors.evolution.retry.should_retry` for what is retried.
@@ -194,7 +194,7 @@ class EvolutionClient:
                 wait_exp_base=2,
             ):
                 with attempt:
-                    attempts[0] = attempt.num
+                    tally[0] = attempt.num
                     if last is not None:
                         # str(last) names method, path and Evolution's message, never the key.
                         log.warning(
@@ -209,7 +209,7 @@ class EvolutionClient:
                         # Every attempt asks: a circuit that opened meanwhile ends the retries.
                         probe = self.breaker.allow(method=method, path=path)
                     try:
-                        body = await self._send(method, path, json=json, params=params)
+                        body, tally[1] = await self._send(method, path, json=json, params=params)
                     except EvolutionError as exc:
                         last = exc
                         raise
@@ -234,7 +234,8 @@ class EvolutionClient:
 
     async def _send(
         self, method: str, path: str, *, json: Any, params: dict[str, str] | None
-    ) -> Any:
+    ) -> tuple[Any, int]:
+        """One attempt: Evolution's decoded answer and its HTTP status."""
         log.debug("evolution %s %s", method, path)
         try:
             # httpx timeouts are per phase; fail_after bounds the whole exchange.
@@ -257,7 +258,7 @@ class EvolutionClient:
                 reason=f"{type(exc).__name__}: {exc}",
                 request_sent=not isinstance(exc, _NOT_SENT),
             ) from exc
-        return self._decode(method, path, response)
+        return self._decode(method, path, response), response.status_code
 
     @staticmethod
     def _decode(method: str, path: str, response: httpx.Response) -> Any:
