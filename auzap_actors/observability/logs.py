@@ -93,7 +93,7 @@ _FIELD = re.compile(
     (["']?\b(?:apikey|api[_-]?key|x-auzap-webhook-secret|authorization|jwt_key
         |[a-z_]*token|[a-z_]*secret|password|hash)\b["']?\s*[:=]\s*)
     (["']?)
-    (?!\[redacted\])(?!bearer\s)
+    (?!\[redacted)(?!bearer\s)
     [^\s"',;&}\]]+
     """
 )
