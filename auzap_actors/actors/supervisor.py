@@ -288,8 +288,7 @@ class Supervisor:
             log.exception("routing the inbox rows of %s failed; they wait for the next try", name)
 
     async def _supervise(self, child: Child) -> None:
-        # The actor outlives the request that may have started it: its lines are its own.
-        clear_correlation()
+        clear_correlation()  # the actor outlives any request that started it: its lines are its own
         with trio.CancelScope() as scope:
             child.cancel_scope = scope
             await self._supervise_loop(child)

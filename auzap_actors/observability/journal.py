@@ -5,7 +5,7 @@ Nothing here is persisted (a restart of the service starts empty; the health tha
 persisted with the instance).  Both rings are bounded per instance, and the number of instances
 remembered is bounded too: the least recently written is forgotten first, and a deleted instance
 is forgotten at once.  Measured with tracemalloc: 10,000 instances with full rings (20 + 20
-entries) hold about 40 MB.
+entries) hold about 60 MB, 6 KB per instance.
 """
 
 from __future__ import annotations
