@@ -42,17 +42,24 @@ async def page_instances(
     return [_record(r) for r in rows]
 
 
+# Through the pending-rows index (instance_name, id): one instance's pending rows only.
+BACKLOG_SQL = (
+    "SELECT count(*) AS pending,"
+    " extract(epoch FROM now() - min(received_at))::float8 AS oldest_age_s"
+    " FROM (SELECT received_at FROM webhook_inbox WHERE instance_name = $1"
+    "       AND applied_at IS NULL AND outcome IS DISTINCT FROM 'orphan' LIMIT $2) AS t"
+)
+# One probe of idx_webhook_inbox_unapplied (migration 0007), whatever the table holds.
+LAG_SQL = (
+    "SELECT extract(epoch FROM now() - received_at)::float8 FROM webhook_inbox"
+    " WHERE applied_at IS NULL AND outcome IS DISTINCT FROM 'orphan' ORDER BY id LIMIT 1"
+)
+
+
 async def inbox_backlog(db: Any, instance_name: str) -> dict[str, Any]:
     """The instance's stored events not applied yet: how many (capped), and the age in seconds
     of the oldest (None when there is none)."""
-    row = await db.fetchrow(
-        "SELECT count(*) AS pending,"
-        " extract(epoch FROM now() - min(received_at))::float8 AS oldest_age_s"
-        " FROM (SELECT received_at FROM webhook_inbox WHERE instance_name = $1"
-        "       AND applied_at IS NULL AND outcome IS DISTINCT FROM 'orphan' LIMIT $2) AS t",
-        instance_name,
-        BACKLOG_COUNT_CAP,
-    )
+    row = await db.fetchrow(BACKLOG_SQL, instance_name, BACKLOG_COUNT_CAP)
     age = row["oldest_age_s"]
     return {
         "pending": int(row["pending"]),
@@ -95,8 +102,5 @@ async def failed_rows_of(db: Any, instance_name: str, limit: int = 20) -> dict[s
 async def inbox_lag_s(db: Any) -> float:
     """Age in seconds of the oldest stored event not applied yet (orphans aside); 0 when none.
     One probe of `idx_webhook_inbox_unapplied` (migration 0007)."""
-    age = await db.fetchval(
-        "SELECT extract(epoch FROM now() - received_at)::float8 FROM webhook_inbox"
-        " WHERE applied_at IS NULL AND outcome IS DISTINCT FROM 'orphan' ORDER BY id LIMIT 1"
-    )
+    age = await db.fetchval(LAG_SQL)
     return 0.0 if age is None else max(0.0, float(age))
