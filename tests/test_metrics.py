@@ -9,9 +9,15 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
-from trio_websocket import open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    connect_websocket_url,
+    open_websocket_url,
+)
 
 from auzap_actors.actors.messages import Barrier, Crash
 from auzap_actors.core.supervision import RestartPolicy
@@ -317,3 +323,32 @@ def _child(service: Any, name: str) -> Any:
 def _running(service: Any, name: str) -> bool:
     child = service.actors.supervisor.get(name)
     return child is not None and child.status == "running"
+
+
+async def test_socket_counters_move_with_evictions_and_refusals(runner: ServiceRunner) -> None:
+    service = await runner.start(AUZAP_WS_PER_USER="1", AUZAP_WS_MAX="2")
+    alice, bob = user_token(uuid.uuid4()), user_token(uuid.uuid4())
+    base = service.url.replace("http://", "ws://") + "/ws?token="
+    async with http(service.url) as client, trio.open_nursery() as nursery:
+        first = await connect_websocket_url(nursery, base + alice)
+        await next_frame(first)
+        second = await connect_websocket_url(nursery, base + alice)  # evicts the first
+        await next_frame(second)
+        with trio.fail_after(5), pytest.raises(ConnectionClosed):
+            await first.get_message()
+
+        async def one_open() -> bool:
+            return value(await scrape(client), "auzap_websockets_connected") == 1
+
+        await eventually(one_open)
+        third = await connect_websocket_url(nursery, base + bob)
+        await next_frame(third)
+        with pytest.raises(ConnectionRejected):
+            async with open_websocket_url(base + bob):
+                pass
+        samples = await scrape(client)
+        assert value(samples, "auzap_websockets_connected") == 2
+        assert value(samples, "auzap_websockets_evicted_total") == 1
+        assert value(samples, "auzap_websockets_refused_total") == 1
+        for ws in (second, third):
+            await ws.aclose()
