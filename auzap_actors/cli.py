@@ -12,14 +12,14 @@ from typing import Any
 
 import asyncpg
 
-from .config import ConfigError, load_settings, load_tool_settings
+from .config import ConfigError, ToolSettings, load_settings, load_tool_settings
 
 
 def _serve(_: argparse.Namespace) -> int:
     from .serve import configure_logging, run
 
     settings = load_settings()
-    configure_logging()
+    configure_logging(settings)
     return run(settings)
 
 
@@ -85,14 +85,14 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tool(run: Any) -> int:
+def _tool(run: Any, settings: ToolSettings) -> int:
     """Run an operator's command (ops/) on the trio-asyncio loop.  A database or Evolution
     that cannot be reached is one line and exit code 2, not a traceback."""
     import trio_asyncio
 
     from .serve import configure_logging
 
-    configure_logging(logging.WARNING)
+    configure_logging(level=logging.WARNING, secrets=(settings.evolution_api_key,))
     try:
         result: int = trio_asyncio.run(run)
     except BaseException as exc:
@@ -120,7 +120,7 @@ def _instances(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         as_json=args.json,
     )
-    return _tool(lambda: run_instances(settings, options, sys.stdout))
+    return _tool(lambda: run_instances(settings, options, sys.stdout), settings)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -135,7 +135,7 @@ def _export(args: argparse.Namespace) -> int:
     options = ExportOptions(args.user, args.instance, args.output)
     # The summary goes to stderr when the export itself goes to stdout.
     out = sys.stdout if args.output and args.output != "-" else sys.stderr
-    return _tool(lambda: run_export(settings, options, out))
+    return _tool(lambda: run_export(settings, options, out), settings)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -145,7 +145,7 @@ def _import(args: argparse.Namespace) -> int:
     if args.file != "-" and not os.path.isfile(args.file):
         print(f"auzap-actors: no such file: {args.file}", file=sys.stderr)
         return 1
-    return _tool(lambda: run_import(settings, args.file, sys.stdout, None))
+    return _tool(lambda: run_import(settings, args.file, sys.stdout, None), settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,6 +94,13 @@ class Settings:
     backup_dir: Path | None = None
     backup_interval_s: float = 86400.0
     backup_retention: BackupRetention = field(default_factory=lambda: BackupRetention(keep=7))
+    # Logs: json, text, or auto (text on a terminal, JSON otherwise); the root level.
+    log_format: str = "auto"
+    log_level: str = "info"
+    # /metrics: open unless auth is required; then the admin token or the scrape-only
+    # metrics token (which alone grants nothing else) is needed as a Bearer token.
+    metrics_require_auth: bool = False
+    metrics_token: str | None = field(default=None, repr=False)
     # Demo mode: random secrets, the built-in simulator, a login that mints tokens.  Only when
     # nothing real is configured (or AUZAP_DEMO=1 with nothing real beside it).
     demo: bool = False
@@ -205,6 +212,25 @@ def _demo(env: Mapping[str, str]) -> bool:
     return not configured
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    value = env.get("AUZAP_METRICS_TOKEN", "").strip()
+    if value and len(value) < 16:
+        raise ConfigError("AUZAP_METRICS_TOKEN must be at least 16 characters long")
+    return value or None
+
+
 def _check(settings: Settings) -> Settings:
     if settings.retry_max_s < settings.retry_initial_s:
         raise ConfigError("AUZAP_RETRY_MAX_S must not be smaller than AUZAP_RETRY_INITIAL_S")
@@ -227,6 +253,15 @@ def _check(settings: Settings) -> Settings:
         # Failed rows are the ones worth reading later: never deleted before the others.
         raise ConfigError(
             "AUZAP_INBOX_FAILED_RETENTION_DAYS must not be smaller than AUZAP_INBOX_RETENTION_DAYS"
+        )
+    if settings.metrics_token is not None and settings.metrics_token in (
+        settings.admin_token,
+        settings.jwt_secret,
+        settings.webhook_secret,
+    ):
+        # A scrape-only token handed to a monitoring system must grant nothing else.
+        raise ConfigError(
+            "AUZAP_METRICS_TOKEN must differ from the admin token, the JWT and webhook secrets"
         )
     if settings.ws_max >= settings.http_max_connections:
         # Every browser socket is an HTTP connection: a socket cap at or above the connection
@@ -348,5 +383,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backup_dir=_path(env, "AUZAP_BACKUP_DIR"),
         backup_interval_s=_float(env, "AUZAP_BACKUP_INTERVAL_S", 86400.0, 1.0, 30 * 86400.0),
         backup_retention=_retention(env),
+        log_format=_choice(env, "AUZAP_LOG_FORMAT", "auto", ("auto", "json", "text")),
+        log_level=_choice(env, "AUZAP_LOG_LEVEL", "info", LOG_LEVELS),
+        # A metrics token implies that /metrics wants a token.
+        metrics_require_auth=_bool(env, "AUZAP_METRICS_REQUIRE_AUTH", False)
+        or bool(env.get("AUZAP_METRICS_TOKEN", "").strip()),
+        metrics_token=_metrics_token(env),
     )
     return _check(settings)

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import trio
 import trio_asyncio
@@ -35,6 +35,8 @@ from .evolution.client import EvolutionClient
 from .evolution.retry import RetryPolicy
 from .evolution.simulator import SimulatorConfig, serve_simulator
 from .http_server import HttpLimits, serve_http
+from .observability import logs
+from .observability.metrics import Metrics
 from .store.backups import BackupPolicy, run_backups
 from .store.db import open_pool
 from .store.doorbell import Doorbell
@@ -109,9 +111,14 @@ async def serve(
                 simulator_url = await outer.start(serve_simulator, sim_config, "127.0.0.1", 0)
             base_url = settings.evolution_api_url or simulator_url
             assert base_url is not None
+            # The service's own metrics (and per-instance journal): never the process-global
+            # default registry, several services may run in one process.
+            metrics = Metrics()
             # The client outlives the actors that use it: it is closed after `root` ends.
-            async with evolution_client(settings, base_url) as evolution:
-                await _run_root(settings, dsn, pool, evolution, simulator_url, trigger, task_status)
+            async with evolution_client(settings, base_url, metrics) as evolution:
+                await _run_root(
+                    settings, dsn, pool, evolution, metrics, simulator_url, trigger, task_status
+                )
             outer.cancel_scope.cancel()
     log.info("stopped")
 
@@ -169,11 +176,15 @@ def http_config(settings: Settings) -> HypercornConfig:
     return config
 
 
-def evolution_client(settings: Settings, base_url: str) -> EvolutionClient:
-    """The one client of this node for one Evolution server: retries and its breaker."""
+def evolution_client(
+    settings: Settings, base_url: str, metrics: Metrics | None = None
+) -> EvolutionClient:
+    """The one client of this node for one Evolution server: retries and its breaker; every
+    call is told to the service's metrics."""
     return EvolutionClient(
         base_url,
         settings.evolution_api_key,
+        observer=None if metrics is None else metrics.evolution_call,
         retry=RetryPolicy(settings.retry_attempts, settings.retry_initial_s, settings.retry_max_s),
         breaker=CircuitBreaker(
             base_url,
@@ -189,6 +200,7 @@ async def _run_root(
     dsn: str,
     pool: Any,
     evolution: EvolutionClient,
+    metrics: Metrics,
     simulator_url: str | None,
     trigger: Callable[[], Awaitable[Any]],
     task_status: trio.TaskStatus[Running],
@@ -210,11 +222,13 @@ async def _run_root(
                 auto_reconnect=settings.auto_reconnect,
             ),
             connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
+            metrics=metrics,
         )
         supervisor = Supervisor(
             deps,
             mailbox_capacity=settings.mailbox_capacity,
             boot_concurrency=settings.boot_concurrency,
+            metrics=metrics,
         )
         doorbell = Doorbell()
         writer = InboxWriter(dsn, on_committed=doorbell.ring)
@@ -228,6 +242,7 @@ async def _run_root(
             now=clock,
             node_id=settings.node_id,
             call_timeout_s=settings.call_timeout_s,
+            metrics=metrics,
         )
         web = WebContext(settings, actors, simulator_url)
         limits = HttpLimits(settings.http_max_connections, settings.send_timeout_s)
@@ -304,13 +319,28 @@ def run(settings: Settings) -> int:
     return 0
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def configure_logging(
+    settings: Settings | None = None,
+    *,
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+    secrets: tuple[str | None, ...] = (),
+) -> logging.Handler:
+    """The process's log lines (observability/logs.py): AUZAP_LOG_FORMAT and AUZAP_LOG_LEVEL,
+    every configured secret redacted by value (and tokens by shape, always).  Without
+    `settings` (the operators' commands): `level`, and `secrets` redacted by value."""
+    secret_values: list[str | None] = list(secrets)
+    fmt = "auto"
+    if settings is not None:
+        fmt, level = settings.log_format, logging.getLevelName(settings.log_level.upper())
+        secret_values = [
+            settings.evolution_api_key,
+            settings.webhook_secret,
+            settings.admin_token,
+            settings.jwt_secret,
+            settings.metrics_token,
+            settings.ai_api_key,
+        ]
+    return logs.configure_logging(
+        level=level, fmt=fmt, secret_values=secret_values, stream=stream or sys.stderr
     )
-    # httpx logs every request at INFO, pgserver the whole initdb transcript: keep the log
-    # about our service (embedded.py says when the database is ready).
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("pgserver").setLevel(logging.WARNING)

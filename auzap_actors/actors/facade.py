@@ -19,13 +19,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import trio
-
 from ..core.naming import instance_name_for
 from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
 from ..evolution.client import EvolutionClient
-from ..store import inbox, instances
+from ..observability.logs import (
+    current_correlation,
+    new_request_id,
+    sane_request_id,
+    set_correlation,
+)
+from ..observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..observability.metrics import Metrics
+from ..store import instances
 from ..store.export import encode_line as encode_export_line
 from ..store.export import export_lines
 from ..store.faults import is_transient
@@ -42,9 +48,11 @@ from .messages import (
     SendText,
     SetOrganization,
 )
+from .operators import Operators
 from .supervisor import Child, Supervisor
 
 __all__ = [
+    "METRICS_CONTENT_TYPE",
     "ActorError",
     "ActorUnavailable",
     "Actors",
@@ -58,6 +66,9 @@ __all__ = [
     "UnknownActor",
     "UserRef",
     "encode_export_line",
+    "new_request_id",
+    "sane_request_id",
+    "set_correlation",
 ]
 
 
@@ -106,8 +117,20 @@ class Actors:
         now: Callable[[], float],
         node_id: str,
         call_timeout_s: float = 30.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        # The service's metrics: the web counts the webhooks it refuses here.
+        self.metrics = Metrics(process=False) if metrics is None else metrics
+        self.operators = Operators(
+            pool=pool,
+            supervisor=supervisor,
+            hub=hub,
+            evolution=evolution,
+            metrics=self.metrics,
+            now=now,
+            node_id=node_id,
+        )
         self.supervisor = supervisor
         self.hub = hub
         self.inbox_writer = inbox_writer
@@ -125,13 +148,24 @@ class Actors:
         Raises EventRejected or IntakeUnavailable."""
         # No dedup key (no date_time): every delivery is its own row, under a key of its own.
         key = dedup_key(envelope) or f"once-{uuid.uuid4().hex}"
-        entry = InboxEntry(key, envelope.instance, envelope.event, envelope.raw)
+        # The row keeps this request's correlation id: the actor applies it under the same id.
+        entry = InboxEntry(
+            key, envelope.instance, envelope.event, envelope.raw, current_correlation()
+        )
         try:
-            return await self.inbox_writer.submit(entry)
+            duplicate = await self.inbox_writer.submit(entry)
         except InboxRejected as exc:
+            self.metrics.webhook_rejected("unstorable", envelope.event)
             raise EventRejected(str(exc)) from None
         except InboxUnavailable as exc:
+            self.metrics.webhook_rejected("unavailable", envelope.event)
             raise IntakeUnavailable(str(exc)) from None
+        self.metrics.webhook_accepted(envelope.event, duplicate=duplicate)
+        return duplicate
+
+    def webhook_rejected(self, reason: str, event: str | None = None) -> None:
+        """The front refused a webhook before it reached the inbox (401, 400, 403, 413)."""
+        self.metrics.webhook_rejected(reason, event)
 
     # ---- the user's instance ---------------------------------------------------------------
 
@@ -263,54 +297,47 @@ class Actors:
 
     async def tree(self) -> dict[str, Any]:
         """`/admin/tree` (CONTRACT §6), with each actor's inbox rows settled as failed."""
-        failed = await self._failed_rows()
-        now = self.now()
-        supervisor = self.supervisor
-        return {
-            "node": {
-                "id": self.node_id,
-                "started_at": self.started_at,
-                "uptime_seconds": round(now - self.started_at, 3),
-            },
-            "supervisor": {
-                "running": supervisor.running,
-                "restart_policy": {
-                    "max_restarts": supervisor.policy.max_restarts,
-                    "window_s": supervisor.policy.window_s,
-                },
-                "children": {
-                    "inbox_writer": repr(self.inbox_writer),
-                    "hub": repr(self.hub),
-                },
-                "evolution_breaker": self._evolution.breaker.snapshot(),
-            },
-            "actors": [
-                {**self._entry(c, now), "failed_rows": _failed_of(failed, c.name)}
-                for c in sorted(supervisor.children(), key=_name)
-            ],
-            "failed_rows_unknown": failed is None,
-        }
-
-    async def _failed_rows(self) -> dict[str, dict[str, Any]] | None:
-        """Failed inbox rows per instance; None while the database does not answer (the tree
-        is what an operator reads during an outage)."""
-        try:
-            with trio.fail_after(2):
-                return await inbox.failed_rows(self._pool)
-        except Exception as exc:
-            if is_transient(exc):
-                return None
-            raise
+        return await self.operators.tree(self.started_at, self.inbox_writer)
 
     def _entry(self, child: Child, now: float) -> dict[str, Any]:
-        # One node owns every actor until leases exist (DESIGN §7): no epoch yet.
-        return {**child.entry(now), "owner_node": self.node_id, "lease_epoch": None}
+        return self.operators.actor_entry(child)
 
     def actor_entry(self, name: str) -> dict[str, Any]:
         child = self.supervisor.get(name)
         if child is None:
             raise UnknownActor(f"No actor for {name}.")
         return self._entry(child, self.now())
+
+    async def instances_page(
+        self,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None,
+        health: str | None,
+        organization_id: uuid.UUID | None,
+    ) -> dict[str, Any]:
+        """`GET /admin/instances` (BadCursor for a cursor we did not issue)."""
+        async with _database():
+            return await self.operators.instances_page(
+                limit=limit,
+                cursor=cursor,
+                status=status,
+                health=health,
+                organization_id=organization_id,
+            )
+
+    async def instance_detail(self, name: str) -> dict[str, Any]:
+        """`GET /admin/instances/<name>`; UnknownActor when nobody knows that name."""
+        async with _database():
+            found = await self.operators.instance_detail(name)
+        if found is None:
+            raise UnknownActor(f"No instance named {name}.")
+        return found
+
+    async def metrics_text(self) -> bytes:
+        """`GET /metrics`: the Prometheus text format (METRICS_CONTENT_TYPE)."""
+        return await self.operators.metrics_text()
 
     async def restart_actor(self, name: str) -> dict[str, Any]:
         await self.supervisor.restart_actor(name)
@@ -326,28 +353,7 @@ class Actors:
 
     async def readiness(self) -> dict[str, Any]:
         """`/readyz`: `reasons` is empty when this node can take traffic."""
-        reasons = []
-        try:
-            with trio.fail_after(2):
-                await self._pool.fetchval("SELECT 1")
-        except Exception as exc:
-            reasons.append(f"database unreachable: {type(exc).__name__}")
-        if not self.supervisor.running:
-            reasons.append("supervisor not running")
-        if not self.inbox_writer.running:
-            reasons.append("webhook inbox writer not running")
-        # An open circuit to Evolution, parked actors and actors waiting for the database are
-        # reported, not reasons to take this node out of service: webhooks are still stored
-        # and every other instance still works.
-        statuses = [c.status for c in self.supervisor.children()]
-        return {
-            "reasons": reasons,
-            "evolution": self._evolution.breaker.snapshot(),
-            "actors": {
-                "parked": statuses.count("crashed"),
-                "waiting_for_database": statuses.count("waiting_for_database"),
-            },
-        }
+        return await self.operators.readiness(self.inbox_writer)
 
 
 async def _export_stream(
@@ -365,13 +371,3 @@ async def _export_stream(
             log.warning("export ended early, the database is away: %r", exc)
     finally:
         await lines.aclose()
-
-
-def _failed_of(failed: dict[str, dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
-    if failed is None:
-        return None
-    return failed.get(name, {"count": 0, "latest": []})
-
-
-def _name(child: Child) -> str:
-    return child.name

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,6 +29,7 @@ from ..core.instance import (
     Feed,
     Forgotten,
     Input,
+    Observed,
     OrganizationChanged,
     Persist,
     Publish,
@@ -44,6 +46,8 @@ from ..core.state import CallConnect, CallLogout, ConnectRequested, LogoutReques
 from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
 from ..evolution.errors import EvolutionError
+from ..observability.journal import HealthCheck
+from ..observability.logs import bind_correlation
 from ..store import inbox, instances
 from ..store import messages as messages_store
 from ..store.faults import is_transient
@@ -127,6 +131,10 @@ class InstanceActor:
             timers.cancel_scope.cancel()
 
     async def _deliver(self, letter: Letter) -> None:
+        with bind_correlation(letter.correlation):
+            await self._deliver_bound(letter)
+
+    async def _deliver_bound(self, letter: Letter) -> None:
         try:
             result = await self._handle(letter.message)
         except (EvolutionError, NotConnected) as exc:
@@ -206,11 +214,34 @@ class InstanceActor:
                     if not await evolution_side.sync_webhook(deps, self.name):
                         await self.feed(Forgotten())
                 case RunCheck():
-                    await self.feed(await evolution_side.observe(deps, self.name, effect))
+                    observed = await evolution_side.observe(deps, self.name, effect)
+                    await self.feed(observed)
+                    self._record_check(observed)
                 case ResumeSession():
                     await self.feed(await evolution_side.resume(deps, self.name, effect))
                 case CallReconnect():
-                    await self.feed(await evolution_side.reconnect(deps, self.name, effect))
+                    outcome = await evolution_side.reconnect(deps, self.name, effect)
+                    deps.metrics.reconnect(outcome.result)
+                    await self.feed(outcome)
+
+    def _record_check(self, observed: Observed) -> None:
+        """Metrics and the instance's recent health history (GET /admin/instances/<name>)."""
+        if observed.unreachable is not None:
+            result = "unreachable"
+        elif observed.missing:
+            result = "missing"
+        else:
+            result = "open" if observed.connection_state == "open" else "not_open"
+        health = self.snapshot.health
+        check = HealthCheck(
+            self.deps.now(),
+            observed.purpose,
+            result,
+            observed.connection_state,
+            health.status,
+            health.consecutive_failures,
+        )
+        self.deps.metrics.health_check(self.name, check)
 
     async def _commit(self, new: InstanceSnapshot, *, save: bool, inbox_row: int | None) -> None:
         if inbox_row is None:
@@ -237,6 +268,7 @@ class InstanceActor:
                 await inbox.retire(conn, self.name)
                 if purge:
                     await messages_store.purge(conn, self.name)
+        self.deps.metrics.journal.forget(self.name)
         self._set_snapshot(replace(self.snapshot, deleted=True))
 
     # ---- the webhook inbox -----------------------------------------------------------------
@@ -251,15 +283,19 @@ class InstanceActor:
                 return
             for row in rows:
                 self._inbox_cursor = row.id
-                await self._apply_row(row)
+                # The row's work is logged under the id of the request that stored it.
+                with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                    await self._apply_row(row)
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
         """Apply one row, retried in place (the rows behind it wait) until it is applied or
         settled as failed.  A transient database error escapes: the row stays pending."""
         attempts: int | None = row.attempts
+        started = trio.current_time()
         while True:
             try:
-                await self._apply_row_once(row)
+                outcome = await self._apply_row_once(row)
+                self._settled(row, outcome, started)
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -274,6 +310,7 @@ class InstanceActor:
                 if attempts is None:
                     return  # applied before the error (a failing effect): nothing to retry
                 if attempts >= inbox.MAX_ATTEMPTS:
+                    self._settled(row, "failed", started)
                     log.error(
                         "inbox row %s of %s failed %d times; settled as failed (last error %s)",
                         row.id,
@@ -284,14 +321,21 @@ class InstanceActor:
                     return
                 await trio.sleep(ROW_RETRY_S * 2 ** (attempts - 1))
 
-    async def _apply_row_once(self, row: inbox.InboxRow) -> None:
+    def _settled(self, row: inbox.InboxRow, outcome: str, started: float) -> None:
+        # Latency: from the row's commit (the database's clock) to now (ours).
+        latency = None if row.received_at is None else time.time() - row.received_at
+        duration = trio.current_time() - started
+        self.deps.metrics.inbox_row_settled(outcome, latency_s=latency, duration_s=duration)
+
+    async def _apply_row_once(self, row: inbox.InboxRow) -> str:
+        """Apply one row; returns how it was settled."""
         pool = self.deps.pool
         data = row.payload.get("data") if isinstance(row.payload, dict) else None
         try:
             route = classify(row.event, data)
         except WebhookError as exc:
             await inbox.mark_done(pool, row.id, "invalid", exc.message)
-            return
+            return "invalid"
         match route:
             case Records(batch=batch):
                 await messaging.apply_batch(self.deps, self.snapshot, batch, inbox_row=row.id)
@@ -299,3 +343,5 @@ class InstanceActor:
                 await self.feed(event, inbox_row=row.id)
             case Unhandled():
                 await inbox.mark_done(pool, row.id, "unhandled")
+                return "unhandled"
+        return "applied"

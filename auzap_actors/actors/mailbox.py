@@ -11,6 +11,8 @@ from typing import Any
 
 import trio
 
+from ..observability.logs import current_correlation
+
 
 class ActorError(Exception):
     """Base of the errors a caller of an actor can get."""
@@ -37,6 +39,9 @@ class CallTimeout(ActorError):
 class Letter:
     message: Any
     reply: trio.MemorySendChannel[tuple[bool, Any]] | None
+    # The sender's correlation id (its HTTP request's): the actor logs under it while it
+    # handles this letter (contextvars do not cross a channel).
+    correlation: str | None = None
 
 
 class Mailbox:
@@ -66,7 +71,7 @@ class Mailbox:
 
     def cast(self, message: Any) -> None:
         """Queue a message; raises MailboxFull."""
-        self._post(Letter(message, None))
+        self._post(Letter(message, None, current_correlation()))
 
     async def call(self, message: Any, timeout: float) -> Any:
         """Queue a message and wait for the actor's reply.
@@ -75,7 +80,7 @@ class Mailbox:
         On cancellation the message may still be processed later.
         """
         reply_send, reply_receive = trio.open_memory_channel[tuple[bool, Any]](1)
-        self._post(Letter(message, reply_send))
+        self._post(Letter(message, reply_send, current_correlation()))
         with trio.move_on_after(timeout):
             try:
                 ok, value = await reply_receive.receive()

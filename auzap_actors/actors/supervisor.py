@@ -21,6 +21,8 @@ import trio
 
 from ..core.supervision import RestartPolicy, decide_restart, outage_delay, park_delay
 from ..core.views import InstanceSnapshot, health_view
+from ..observability.logs import clear_correlation
+from ..observability.metrics import Metrics
 from ..store import inbox, instances
 from ..store.doorbell import Doorbell
 from ..store.faults import is_transient
@@ -121,8 +123,10 @@ class Supervisor:
         mailbox_capacity: int = 64,
         boot_concurrency: int = 8,
         actor_factory: ActorFactory = InstanceActor,
+        metrics: Metrics | None = None,
     ) -> None:
         self.deps = deps
+        self.metrics = Metrics(process=False) if metrics is None else metrics
         self.actor_factory = actor_factory
         self.policy = policy or RestartPolicy()
         self.mailbox_capacity = mailbox_capacity
@@ -252,6 +256,7 @@ class Supervisor:
         stopped = await self.stop_actor(name)
         if stopped is not None:
             stopped.restarts += 1  # carried over to the new record by ensure_actor
+            self.metrics.actor_restarted("operator")
         return await self.ensure_actor(name, revive=True)
 
     def notify_inbox(self, names: set[str]) -> None:
@@ -269,6 +274,7 @@ class Supervisor:
         """Rows for a name without an actor: start it, or flag the rows as orphans.  Runs in
         the supervisor's nursery, so nothing may escape: the rows wait for the next doorbell
         or the next boot."""
+        clear_correlation()  # spawned by whichever request rang: not that request's work
         try:
             if await instances.find_by_name(self.deps.pool, name) is not None:
                 await self.ensure_actor(name)
@@ -282,6 +288,7 @@ class Supervisor:
             log.exception("routing the inbox rows of %s failed; they wait for the next try", name)
 
     async def _supervise(self, child: Child) -> None:
+        clear_correlation()  # the actor outlives any request that started it: its lines are its own
         with trio.CancelScope() as scope:
             child.cancel_scope = scope
             await self._supervise_loop(child)
@@ -343,10 +350,12 @@ class Supervisor:
         child.crash_history = decision.history
         if decision.restart:
             child.restarts += 1
+            self.metrics.actor_restarted("crash")
             child.status = "restarting"
             await trio.sleep(decision.delay_s)
             return True
         child.parkings += 1
+        self.metrics.actor_parked()
         cool_down = park_delay(child.parkings, self.policy)
         child.status = "crashed"
         child.revive_at = time.time() + cool_down
@@ -356,6 +365,7 @@ class Supervisor:
         await trio.sleep(cool_down)
         child.crash_history, child.revive_at = (), None
         child.restarts += 1
+        self.metrics.actor_restarted("revival")
         log.warning("reviving parked actor %s (parking %d)", child.name, child.parkings)
         return True
 

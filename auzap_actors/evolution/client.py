@@ -9,6 +9,8 @@ is never logged or put into an exception.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -17,6 +19,8 @@ import httpx
 import stamina
 import trio
 
+from ..observability.journal import EvolutionCall
+from .answers import parse_connect, parse_instance_row, parse_qr, parse_webhook, webhook_body
 from .breaker import BreakerConfig, CircuitBreaker
 from .errors import (
     EvolutionCircuitOpen,
@@ -24,11 +28,23 @@ from .errors import (
     EvolutionServerError,
     EvolutionUnavailable,
     error_for_status,
+    outcome_of,
 )
 from .retry import RetryPolicy, should_retry
-from .types import ConnectResult, CreatedInstance, InstanceInfo, QrCode, WebhookConfig
+from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
 
-__all__ = ["BreakerConfig", "CircuitBreaker", "EvolutionClient", "RetryPolicy"]
+__all__ = [
+    "BreakerConfig",
+    "CallObserver",
+    "CircuitBreaker",
+    "EvolutionClient",
+    "RetryPolicy",
+    "parse_connect",
+    "parse_instance_row",
+    "parse_qr",
+    "parse_webhook",
+    "webhook_body",
+]
 
 # Failures raised before a single byte of the request left: safe to repeat even for
 # calls that must not happen twice.
@@ -38,84 +54,15 @@ log = logging.getLogger(__name__)
 
 INTEGRATION = "WHATSAPP-BAILEYS"
 
+# Told of every call once it ended (its retries included): the instance it was about (None for
+# calls about no instance) and what happened.  The service's metrics and per-instance journal.
+CallObserver = Callable[[str | None, EvolutionCall], None]
+
 
 def _seg(name: str) -> str:
     # Instance names end up in the URL path; quote everything so a stray "/" or "?"
     # cannot address another route.
     return quote(name, safe="")
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _opt_int(value: Any) -> int | None:
-    # bool is an int subclass; a JSON true is never a status code.
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def parse_qr(obj: dict[str, Any]) -> QrCode:
-    count = _opt_int(obj.get("count"))
-    return QrCode(
-        base64=_opt_str(obj.get("base64")),
-        code=_opt_str(obj.get("code")),
-        pairing_code=_opt_str(obj.get("pairingCode")),
-        count=count or 0,
-    )
-
-
-def parse_connect(body: Any) -> ConnectResult:
-    """Decode the polymorphic answer of connect/restart (facts §2.3)."""
-    if not isinstance(body, dict):
-        return ConnectResult(state=None, qr=None)
-    instance = body.get("instance")
-    qrcode = body.get("qrcode")
-    if isinstance(instance, dict):
-        state = _opt_str(instance.get("state")) or _opt_str(instance.get("status"))
-        qr = parse_qr(qrcode) if isinstance(qrcode, dict) else None
-        return ConnectResult(state=state, qr=qr)
-    if any(key in body for key in ("count", "base64", "code", "pairingCode")):
-        # A bare QR object means the server is waiting for a scan.
-        return ConnectResult(state="connecting", qr=parse_qr(body))
-    return ConnectResult(state=None, qr=None)
-
-
-def parse_webhook(row: dict[str, Any]) -> WebhookConfig:
-    headers = row.get("headers")
-    events = row.get("events")
-    return WebhookConfig(
-        url=str(row.get("url") or ""),
-        events=tuple(str(e) for e in events) if isinstance(events, list) else (),
-        headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {},
-        by_events=bool(row.get("webhookByEvents", row.get("byEvents", False))),
-        base64=bool(row.get("webhookBase64", row.get("base64", False))),
-        enabled=bool(row.get("enabled", True)),
-    )
-
-
-def parse_instance_row(row: dict[str, Any]) -> InstanceInfo:
-    return InstanceInfo(
-        name=str(row.get("name", "")),
-        id=str(row.get("id", "")),
-        connection_status=str(row.get("connectionStatus", "unknown")),
-        owner_jid=_opt_str(row.get("ownerJid")),
-        profile_name=_opt_str(row.get("profileName")),
-        number=_opt_str(row.get("number")),
-        disconnection_reason_code=_opt_int(row.get("disconnectionReasonCode")),
-        disconnection_at=_opt_str(row.get("disconnectionAt")),
-    )
-
-
-def webhook_body(config: WebhookConfig) -> dict[str, Any]:
-    # Always an explicit events list: a missing one crashes the real server (§2.2).
-    return {
-        "enabled": config.enabled,
-        "url": config.url,
-        "byEvents": config.by_events,
-        "base64": config.base64,
-        "headers": dict(config.headers),
-        "events": list(config.events),
-    }
 
 
 class EvolutionClient:
@@ -136,8 +83,10 @@ class EvolutionClient:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.observer = observer
         self._timeout = timeout
         self.retry = RetryPolicy() if retry is None else retry
         self.breaker = (
@@ -177,8 +126,49 @@ class EvolutionClient:
         json: Any = None,
         params: dict[str, str] | None = None,
         idempotent: bool,
+        instance: str | None = None,
     ) -> Any:
-        """Send a request, with retries, and decode Evolution's answer.
+        """`_with_retries`, told to the observer: method, the path's template (the instance's
+        name replaced by `{instance}`: bounded labels, and no name in metrics), outcome,
+        status, duration and attempts.  Never the key nor the body."""
+        if self.observer is None:
+            return await self._with_retries(method, path, json, params, idempotent, [0, 0])
+        started, tally = trio.current_time(), [0, 0]
+        outcome, status = "cancelled", None
+        try:
+            body = await self._with_retries(method, path, json, params, idempotent, tally)
+            outcome, status = "ok", tally[1]
+            return body
+        except EvolutionError as exc:
+            outcome, status = outcome_of(exc), exc.status
+            raise
+        except Exception:
+            outcome = "bug"
+            raise
+        finally:
+            template = path.replace(_seg(instance), "{instance}") if instance else path
+            call = EvolutionCall(
+                time.time(),
+                method,
+                template,
+                outcome,
+                status,
+                trio.current_time() - started,
+                tally[0],
+            )
+            self.observer(instance, call)
+
+    async def _with_retries(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        idempotent: bool,
+        tally: list[int],
+    ) -> Any:
+        """Send a request, with retries, and decode Evolution's answer (`tally` gets the
+        attempts made and the last answer's HTTP status).
 
         ``idempotent`` says whether the call may be repeated safely; see
         :func:`~auzap_actors.evolution.retry.should_retry` for what is retried.
@@ -204,6 +194,7 @@ class EvolutionClient:
                 wait_exp_base=2,
             ):
                 with attempt:
+                    tally[0] = attempt.num
                     if last is not None:
                         # str(last) names method, path and Evolution's message, never the key.
                         log.warning(
@@ -218,7 +209,7 @@ class EvolutionClient:
                         # Every attempt asks: a circuit that opened meanwhile ends the retries.
                         probe = self.breaker.allow(method=method, path=path)
                     try:
-                        body = await self._send(method, path, json=json, params=params)
+                        body, tally[1] = await self._send(method, path, json=json, params=params)
                     except EvolutionError as exc:
                         last = exc
                         raise
@@ -243,7 +234,8 @@ class EvolutionClient:
 
     async def _send(
         self, method: str, path: str, *, json: Any, params: dict[str, str] | None
-    ) -> Any:
+    ) -> tuple[Any, int]:
+        """One attempt: Evolution's decoded answer and its HTTP status."""
         log.debug("evolution %s %s", method, path)
         try:
             # httpx timeouts are per phase; fail_after bounds the whole exchange.
@@ -266,7 +258,7 @@ class EvolutionClient:
                 reason=f"{type(exc).__name__}: {exc}",
                 request_sent=not isinstance(exc, _NOT_SENT),
             ) from exc
-        return self._decode(method, path, response)
+        return self._decode(method, path, response), response.status_code
 
     @staticmethod
     def _decode(method: str, path: str, response: httpx.Response) -> Any:
@@ -327,7 +319,9 @@ class EvolutionClient:
         if token is not None:
             payload["token"] = token
         body = self._expect_dict(
-            await self._request("POST", path, json=payload, idempotent=False), "POST", path
+            await self._request("POST", path, json=payload, idempotent=False, instance=name),
+            "POST",
+            path,
         )
         instance = body.get("instance")
         if not isinstance(instance, dict) or not isinstance(body.get("hash"), str):
@@ -344,13 +338,13 @@ class EvolutionClient:
     async def connect(self, name: str, *, number: str | None = None) -> ConnectResult:
         params = {"number": number} if number is not None else None
         body = await self._request(
-            "GET", f"/instance/connect/{_seg(name)}", params=params, idempotent=True
+            "GET", f"/instance/connect/{_seg(name)}", params=params, idempotent=True, instance=name
         )
         return parse_connect(body)
 
     async def connection_state(self, name: str) -> str:
         path = f"/instance/connectionState/{_seg(name)}"
-        body = await self._request("GET", path, idempotent=True)
+        body = await self._request("GET", path, idempotent=True, instance=name)
         instance = body.get("instance") if isinstance(body, dict) else None
         state = instance.get("state") if isinstance(instance, dict) else None
         # state is missing when the instance is in the DB but not loaded (§2.4).
@@ -359,7 +353,7 @@ class EvolutionClient:
     async def fetch_instances(self, *, name: str | None = None) -> list[InstanceInfo]:
         path = "/instance/fetchInstances"
         params = {"instanceName": name} if name is not None else None
-        body = await self._request("GET", path, params=params, idempotent=True)
+        body = await self._request("GET", path, params=params, idempotent=True, instance=name)
         if not isinstance(body, list):
             raise EvolutionServerError(
                 [], status=200, method="GET", path=path, reason="expected a JSON array"
@@ -368,26 +362,30 @@ class EvolutionClient:
 
     async def restart(self, name: str) -> ConnectResult:
         # POST since v2.0 (the docs still say PUT, §2.6).
-        body = await self._request("POST", f"/instance/restart/{_seg(name)}", idempotent=True)
+        path = f"/instance/restart/{_seg(name)}"
+        body = await self._request("POST", path, idempotent=True, instance=name)
         return parse_connect(body)
 
     async def logout(self, name: str) -> None:
-        await self._request("DELETE", f"/instance/logout/{_seg(name)}", idempotent=False)
+        path = f"/instance/logout/{_seg(name)}"
+        await self._request("DELETE", path, idempotent=False, instance=name)
 
     async def delete_instance(self, name: str) -> None:
-        await self._request("DELETE", f"/instance/delete/{_seg(name)}", idempotent=False)
+        path = f"/instance/delete/{_seg(name)}"
+        await self._request("DELETE", path, idempotent=False, instance=name)
 
     # -- webhooks --------------------------------------------------------------
 
     async def set_webhook(self, name: str, config: WebhookConfig) -> WebhookConfig:
         path = f"/webhook/set/{_seg(name)}"
         body = await self._request(
-            "POST", path, json={"webhook": webhook_body(config)}, idempotent=True
+            "POST", path, json={"webhook": webhook_body(config)}, idempotent=True, instance=name
         )
         return parse_webhook(self._expect_dict(body, "POST", path))
 
     async def find_webhook(self, name: str) -> WebhookConfig | None:
-        body = await self._request("GET", f"/webhook/find/{_seg(name)}", idempotent=True)
+        path = f"/webhook/find/{_seg(name)}"
+        body = await self._request("GET", path, idempotent=True, instance=name)
         return parse_webhook(body) if isinstance(body, dict) else None
 
     # -- messages --------------------------------------------------------------
@@ -395,6 +393,6 @@ class EvolutionClient:
     async def send_text(self, name: str, number: str, text: str) -> dict[str, Any]:
         path = f"/message/sendText/{_seg(name)}"
         body = await self._request(
-            "POST", path, json={"number": number, "text": text}, idempotent=False
+            "POST", path, json={"number": number, "text": text}, idempotent=False, instance=name
         )
         return self._expect_dict(body, "POST", path)

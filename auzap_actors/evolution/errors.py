@@ -168,3 +168,23 @@ def error_for_status(
     if cls is None:
         cls = EvolutionServerError if status >= 500 else EvolutionError
     return cls(parse_messages(body), status=status, method=method, path=path, reason=reason)
+
+
+# The outcome label of a failed call (metrics, the per-instance journal): most specific first.
+_OUTCOMES: tuple[tuple[type[EvolutionError], str], ...] = (
+    (EvolutionCircuitOpen, "circuit_open"),
+    (EvolutionUnavailable, "unavailable"),
+    (EvolutionBadRequest, "bad_request"),
+    (EvolutionUnauthorized, "unauthorized"),
+    (EvolutionForbidden, "forbidden"),
+    (EvolutionNotFound, "not_found"),
+    (EvolutionServerError, "server_error"),
+)
+
+
+def outcome_of(exc: EvolutionError) -> str:
+    """A bounded name for what went wrong with a call."""
+    for cls, name in _OUTCOMES:
+        if isinstance(exc, cls):
+            return name
+    return "client_error"

@@ -42,6 +42,8 @@ class InboxRow:
     event: str
     payload: Any
     attempts: int
+    received_at: float | None = None  # epoch seconds, on the database's clock
+    request_id: str | None = None  # the correlation id of the request that stored it
 
 
 # ---- what the owning actor does with stored rows ----------------------------------------------
@@ -51,7 +53,8 @@ async def fetch_pending(
     db: Any, instance_name: str, after_id: int, limit: int = 100
 ) -> list[InboxRow]:
     rows = await db.fetch(
-        "SELECT id, instance_name, event, payload, attempts FROM webhook_inbox"
+        "SELECT id, instance_name, event, payload, attempts, request_id,"
+        " extract(epoch FROM received_at)::float8 AS received_at FROM webhook_inbox"
         " WHERE instance_name = $1 AND applied_at IS NULL AND id > $2 ORDER BY id LIMIT $3",
         instance_name,
         after_id,

@@ -21,6 +21,9 @@ class InboxEntry:
     instance_name: str
     event: str
     payload: dict[str, Any]
+    # The correlation id of the request that carried the event: the actor logs under it when
+    # it applies the row.
+    request_id: str | None = None
 
 
 def _storable(value: Any) -> Any:

@@ -66,9 +66,9 @@ def _describe(exc: BaseException) -> str:
 
 
 _INSERT = (
-    "INSERT INTO webhook_inbox (dedup_key, instance_name, event, payload)"
-    " SELECT k, i, e, p::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])"
-    " AS t(k, i, e, p) ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
+    "INSERT INTO webhook_inbox (dedup_key, instance_name, event, payload, request_id)"
+    " SELECT k, i, e, p::jsonb, r FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[]) AS t(k, i, e, p, r) ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"
 )
 
 
@@ -362,6 +362,7 @@ class InboxWriter:
             [e.instance_name for e in entries],
             [e.event for e in entries],
             [payload_text(e.payload) for e in entries],
+            [e.request_id for e in entries],
         )
         return {r["dedup_key"] for r in rows}
 

@@ -12,6 +12,7 @@ in a cookie, so another site's page cannot borrow it): no Origin check.
 from __future__ import annotations
 
 import json
+import uuid
 from importlib import resources
 from typing import Any
 
@@ -19,9 +20,12 @@ import trio
 from quart import Blueprint, Response, request, websocket
 
 from ..actors.facade import Actors
+from ..core.errors import BadCursor
+from ..core.state import Status
 from ..core.webhook_auth import same_secret
 from .auth import check_admin
 from .context import context
+from .errors import ApiError
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -85,6 +89,54 @@ async def live() -> Response | None:
 @admin.get("/tree")
 async def tree() -> dict[str, Any]:
     return await _actors().tree()
+
+
+HEALTH_STATUSES = ("healthy", "unhealthy", "disconnected", "error")
+STATUSES = tuple(s.value for s in Status)
+
+
+def _one_of(name: str, allowed: tuple[str, ...]) -> str | None:
+    value = request.args.get(name) or None
+    if value is not None and value not in allowed:
+        raise ApiError(400, f"invalid_{name}", f"`{name}` must be one of {', '.join(allowed)}.")
+    return value
+
+
+@admin.get("/instances")
+async def instances() -> dict[str, Any]:
+    """Every instance the database knows, ordered by name, `limit` (1-200, default 50) a page,
+    `cursor` from the previous page's `next`; filters `status` (or `state`), `health`,
+    `organization_id`."""
+    actors = _actors()
+    raw_limit = request.args.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
+        raise ApiError(400, "invalid_limit", "`limit` must be a whole number from 1 to 200.")
+    status = _one_of("status", STATUSES)
+    state = _one_of("state", STATUSES)
+    if status and state and status != state:
+        raise ApiError(400, "invalid_status", "`state` and `status` name the same filter.")
+    org = request.args.get("organization_id") or None
+    try:
+        org_id = uuid.UUID(org) if org is not None else None
+    except ValueError:
+        raise ApiError(400, "invalid_organization_id", "`organization_id` is not a UUID.") from None
+    try:
+        return await actors.instances_page(
+            limit=int(raw_limit),
+            cursor=request.args.get("cursor") or None,
+            status=status or state,
+            health=_one_of("health", HEALTH_STATUSES),
+            organization_id=org_id,
+        )
+    except BadCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+
+
+@admin.get("/instances/<name>")
+async def instance(name: str) -> dict[str, Any]:
+    """One instance: its row and live actor, health history, inbox backlog and failed rows,
+    recent Evolution calls; 404 when neither the database nor this node knows the name."""
+    return await _actors().instance_detail(name)
 
 
 @admin.post("/instances/<name>/restart")

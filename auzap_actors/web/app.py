@@ -6,7 +6,7 @@ import logging
 import uuid
 
 import trio
-from quart import Request, Response, request
+from quart import Request, Response, g, request, websocket
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -17,11 +17,14 @@ from ..actors.facade import (
     MailboxFull,
     NotConnected,
     UnknownActor,
+    new_request_id,
+    sane_request_id,
+    set_correlation,
 )
 from ..core.errors import UpstreamError, UpstreamUnavailable
 from .admin import admin
 from .api import api
-from .asgi import BoundedHTTPConnection, body_limit
+from .asgi import WEBHOOK_PREFIX, BoundedHTTPConnection, body_limit
 from .auth import AuthError, UserTokens
 from .context import EXTENSION, TOKENS, WebContext
 from .demo import demo
@@ -31,6 +34,9 @@ from .webhooks import webhooks
 from .ws import sockets
 
 log = logging.getLogger(__name__)
+access = logging.getLogger("auzap_actors.access")
+
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 async def body_fully_received(req: Request, grace: float = 0.05) -> bool:
@@ -119,6 +125,8 @@ def create_app(svc: WebContext) -> QuartTrio:
         status = exc.code or 500
         message = exc.description or exc.name or "error"
         if status == 413:
+            if request.path.startswith(WEBHOOK_PREFIX):
+                svc.actors.webhook_rejected("too_large")
             limit = body_limit(svc.settings, request.path)
             message = f"The body is larger than the limit of {limit} bytes for this route."
         return error_response(status, code, message)
@@ -130,6 +138,20 @@ def create_app(svc: WebContext) -> QuartTrio:
         return error_response(
             500, "internal_error", f"Internal error; reference {error_id} in the service log."
         )
+
+    @app.before_request
+    async def _correlate() -> None:
+        # Every line logged for this request (and by the tasks and actor letters it starts)
+        # carries its id: the client's X-Request-Id when it is sane, else a new one.
+        rid = sane_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        set_correlation(rid)
+        g.request_id = rid
+        g.started = trio.current_time()
+
+    @app.before_websocket
+    async def _correlate_socket() -> None:
+        rid = sane_request_id(websocket.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        set_correlation(rid)
 
     @app.before_request
     async def _announced_body_too_large() -> None:
@@ -152,6 +174,27 @@ def create_app(svc: WebContext) -> QuartTrio:
         # client closes, hypercorn sees the EOF and closes its side (or its read timeout does).
         if request.http_version in ("1.0", "1.1") and not await body_fully_received(request):
             response.headers["Connection"] = "close"
+        return response
+
+    @app.after_request
+    async def _echo_request_id(response: Response) -> Response:
+        rid = g.get("request_id")
+        if rid is not None:
+            response.headers[REQUEST_ID_HEADER] = rid
+            # One access line per request (the path without its query: no token in it);
+            # failures at INFO, the rest at DEBUG (webhooks alone are hundreds a second).
+            level = logging.INFO if response.status_code >= 400 else logging.DEBUG
+            if access.isEnabledFor(level):
+                elapsed = trio.current_time() - g.get("started", trio.current_time())
+                access.log(
+                    level,
+                    "%s %s -> %d in %.1f ms",
+                    request.method,
+                    request.path,
+                    response.status_code,
+                    elapsed * 1000,
+                    extra={"http_status": response.status_code},
+                )
         return response
 
     @app.after_request

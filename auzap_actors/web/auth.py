@@ -194,6 +194,17 @@ def check_admin(headers: HeaderLookup, admin_token: str) -> None:
         raise AuthError("The admin token is missing or wrong.")
 
 
+def check_metrics(headers: HeaderLookup, admin_token: str, metrics_token: str | None) -> None:
+    """`/metrics` when AUZAP_METRICS_REQUIRE_AUTH (or a metrics token) is set: the admin
+    token, or the scrape-only metrics token."""
+    given = bearer_token(headers)
+    if same_secret(given, admin_token):
+        return
+    if metrics_token is not None and same_secret(given, metrics_token):
+        return
+    raise AuthError("The metrics token (or the admin token) is missing or wrong.")
+
+
 def has_webhook_credentials(headers: HeaderLookup) -> bool:
     """Whether the request carries any webhook credential at all (checked before the body is
     read: a request without one is refused at once)."""

@@ -34,6 +34,25 @@ async def _receive(
     user_id: str | None = None,
     dry_run: bool = False,
 ) -> dict[str, Any]:
+    seen: list[str] = []  # the event, once the envelope is parsed
+    try:
+        return await _receive_counted(seen, slug, legacy, user_id, dry_run)
+    except (AuthError, ApiError) as exc:
+        # Refusals of a delivery (not of a dry run) are counted by reason: a wrong secret in
+        # Evolution's config shows as a climbing `unauthorized`.  (Refusals by the inbox
+        # itself, unstorable and unavailable, are counted where they happen.)
+        if not dry_run and not (isinstance(exc, ApiError) and exc.code in _COUNTED_BY_INTAKE):
+            reason = "unauthorized" if isinstance(exc, AuthError) else exc.code
+            context().actors.webhook_rejected(reason, seen[0] if seen else None)
+        raise
+
+
+_COUNTED_BY_INTAKE = ("unstorable", "unavailable")
+
+
+async def _receive_counted(
+    seen: list[str], slug: str | None, legacy: bool, user_id: str | None, dry_run: bool
+) -> dict[str, Any]:
     ctx = context()
     if not has_webhook_credentials(request.headers):
         raise AuthError("The webhook secret is missing.")
@@ -43,6 +62,7 @@ async def _receive(
         envelope = parse_envelope(decode_json(body), legacy=legacy, slug=slug)
     except WebhookError as exc:
         raise ApiError(400, exc.code, exc.message) from None
+    seen.append(envelope.event)
     if user_id is not None:
         try:
             expected = instance_name_for(user_id)
