@@ -22,10 +22,12 @@ import trio
 import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
+from .actors.auto_reply import AutoReplyConfig
 from .actors.deps import ActorDeps
 from .actors.facade import Actors
 from .actors.hub import Hub
 from .actors.supervisor import Supervisor
+from .ai import OfflineResponder, OpenAIResponder, Responder
 from .config import Settings
 from .core.breaker import BreakerConfig
 from .core.health import HealthPolicy
@@ -107,9 +109,24 @@ async def serve(
                 simulator_url = await outer.start(serve_simulator, sim_config, "127.0.0.1", 0)
             base_url = settings.evolution_api_url or simulator_url
             assert base_url is not None
-            # The client outlives the actors that use it: it is closed after `root` ends.
-            async with evolution_client(settings, base_url) as evolution:
-                await _run_root(settings, dsn, pool, evolution, simulator_url, trigger, task_status)
+            # The clients outlive the actors that use them: closed after `root` ends.
+            responder = make_responder(settings)
+            try:
+                async with evolution_client(settings, base_url) as evolution:
+                    await _run_root(
+                        settings,
+                        dsn,
+                        pool,
+                        evolution,
+                        responder,
+                        simulator_url,
+                        trigger,
+                        task_status,
+                    )
+            finally:
+                if responder is not None:
+                    with trio.CancelScope(shield=True):
+                        await responder.aclose()
             outer.cancel_scope.cancel()
     log.info("stopped")
 
@@ -170,11 +187,31 @@ def evolution_client(settings: Settings, base_url: str) -> EvolutionClient:
     )
 
 
+def make_responder(settings: Settings) -> Responder | None:
+    """Demo mode answers offline (its replies say they are automatic); otherwise the
+    OpenAI-compatible provider at AUZAP_AI_BASE_URL; without one auto-reply cannot be on."""
+    if settings.demo and settings.ai_base_url is None:
+        return OfflineResponder()
+    if settings.ai_base_url is None:
+        return None
+    return OpenAIResponder(
+        settings.ai_base_url,
+        settings.ai_api_key,
+        settings.ai_model or "gpt-4o-mini",
+        timeout_s=settings.ai_timeout_s,
+        attempts=settings.ai_attempts,
+        breaker=BreakerConfig(
+            settings.breaker_failures, settings.breaker_window_s, settings.breaker_reset_s
+        ),
+    )
+
+
 async def _run_root(
     settings: Settings,
     dsn: str,
     pool: Any,
     evolution: EvolutionClient,
+    responder: Responder | None,
     simulator_url: str | None,
     trigger: Callable[[], Awaitable[Any]],
     task_status: trio.TaskStatus[Running],
@@ -196,6 +233,13 @@ async def _run_root(
                 auto_reconnect=settings.auto_reconnect,
             ),
             connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
+            auto_reply=AutoReplyConfig(
+                responder=responder,
+                debounce_s=settings.ai_debounce_s,
+                context_messages=settings.ai_context_messages,
+                resend_grace_s=settings.ai_resend_grace_s,
+                typing_ms=settings.ai_typing_ms,
+            ),
         )
         supervisor = Supervisor(
             deps,

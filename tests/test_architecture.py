@@ -98,7 +98,8 @@ ALLOWED = {
     "core": set(),
     "store": {"core"},
     "evolution": {"core"},
-    "actors": {"core", "store", "evolution"},
+    "ai": {"core"},
+    "actors": {"core", "store", "evolution", "ai"},
     "web": {"core", "config", "actors"},
 }
 

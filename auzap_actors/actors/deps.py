@@ -15,6 +15,7 @@ from ..core.webhook import WEBHOOK_SECRET_HEADER
 from ..core.webhook_auth import instance_secret
 from ..evolution.client import EvolutionClient
 from ..evolution.types import WebhookConfig
+from .auto_reply import AutoReplyConfig
 from .hub import Hub
 
 
@@ -29,6 +30,8 @@ class ActorDeps:
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     # Node-wide bound on concurrent connect/restart calls (boot resumes, reconnects, users).
     connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
+    # The responder, its timings and the per-service counts (actors/auto_reply.py).
+    auto_reply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
 
     def webhook_config(self, instance_name: str) -> WebhookConfig:
         """What Evolution must call back for one instance: our URL, with that instance's own

@@ -21,6 +21,7 @@ from typing import Any
 
 import trio
 
+from ..core.auto_reply import LimitsPatch
 from ..core.naming import instance_name_for
 from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
@@ -47,6 +48,7 @@ __all__ = [
     "ActorError",
     "ActorUnavailable",
     "Actors",
+    "AutoReplyUnavailable",
     "CallTimeout",
     "DatabaseUnavailable",
     "EventRejected",
@@ -76,6 +78,10 @@ class IntakeUnavailable(ActorError):
 
 class UnknownActor(ActorError):
     """No actor by that name on this node: 404."""
+
+
+class AutoReplyUnavailable(ActorError):
+    """Auto-reply cannot be turned on: no AI responder is configured (409)."""
 
 
 log = logging.getLogger(__name__)
@@ -184,12 +190,28 @@ class Actors:
         snapshot: InstanceSnapshot = await self._user_call(user, Logout())
         return snapshot
 
+    @property
+    def auto_reply_available(self) -> bool:
+        """Whether a responder is configured (demo: the offline one; else AUZAP_AI_BASE_URL)."""
+        return self.supervisor.deps.auto_reply.responder is not None
+
     async def change_settings(
-        self, user: UserRef, *, auto_reply: bool | None, auto_reply_prompt: str | None
+        self,
+        user: UserRef,
+        *,
+        auto_reply: bool | None,
+        auto_reply_prompt: str | None,
+        limits: LimitsPatch | None = None,
     ) -> InstanceSnapshot:
-        """Change the instance's settings (None: left as it is); UnknownActor without one."""
+        """Change the instance's settings (None: left as it is); UnknownActor without one,
+        AutoReplyUnavailable when turning auto-reply on without a responder."""
+        if auto_reply and not self.auto_reply_available:
+            raise AutoReplyUnavailable(
+                "Auto-reply needs an AI provider, and none is configured on this service"
+                " (AUZAP_AI_BASE_URL)."
+            )
         snapshot: InstanceSnapshot = await self._user_call(
-            user, ChangeSettings(auto_reply, auto_reply_prompt)
+            user, ChangeSettings(auto_reply, auto_reply_prompt, limits)
         )
         return snapshot
 
@@ -282,6 +304,8 @@ class Actors:
                 },
                 "evolution_breaker": self._evolution.breaker.snapshot(),
             },
+            # Counts by outcome, latest failures, the responder and its breaker.
+            "auto_reply": supervisor.deps.auto_reply.snapshot(),
             "actors": [
                 {**self._entry(c, now), "failed_rows": _failed_of(failed, c.name)}
                 for c in sorted(supervisor.children(), key=_name)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .auto_reply import composed, decide
 from .health import (
     Alert,
     CheckNotOpen,
@@ -74,11 +75,13 @@ from .instance_model import (
     Persist,
     Publish,
     ReconnectOutcome,
+    ReplyComposed,
     ResumeAnswered,
     ResumeSession,
     RunCheck,
     SettingsChanged,
     SyncWebhook,
+    TextsArrived,
     Tick,
 )
 from .notices import (
@@ -123,11 +126,13 @@ __all__ = [
     "Persist",
     "Publish",
     "ReconnectOutcome",
+    "ReplyComposed",
     "ResumeAnswered",
     "ResumeSession",
     "RunCheck",
     "SettingsChanged",
     "SyncWebhook",
+    "TextsArrived",
     "Tick",
     "send_refusal",
     "step",
@@ -207,15 +212,36 @@ class _Step:
                 if org != snap.organization_id:
                     self.snap = replace(snap, organization_id=org, updated_at=self.now)
                     self.persist = True
-            case SettingsChanged(auto_reply=auto_reply, prompt=prompt):
+            case SettingsChanged(auto_reply=auto_reply, prompt=prompt, limits=limits):
                 new = replace(
                     snap,
                     auto_reply=snap.auto_reply if auto_reply is None else auto_reply,
                     auto_reply_prompt=snap.auto_reply_prompt if prompt is None else prompt,
+                    auto_reply_limits=snap.auto_reply_limits
+                    if limits is None
+                    else limits.apply(snap.auto_reply_limits),
                 )
                 if new != snap:
                     self.snap = replace(new, updated_at=self.now)
                     self.persist = True
+            case TextsArrived(texts=texts, facts=facts):
+                # The reply decisions are recorded with the batch, before anything is sent.
+                self.calls += decide(
+                    snap.auto_reply, snap.auto_reply_limits, texts, facts, self.now
+                )
+            case ReplyComposed():
+                self.calls.append(
+                    composed(
+                        snap.auto_reply,
+                        snap.state.is_connected,
+                        item.reply_id,
+                        item.chat_jid,
+                        item.text,
+                        item.error,
+                        item.answers_then,
+                        item.answers_now,
+                    )
+                )
             case Observed():
                 self._observed(item)
             case ConnectAnswered(state=state, qr=qr):
