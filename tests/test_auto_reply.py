@@ -93,9 +93,7 @@ async def _replies(database_url: str, name: str) -> list[dict[str, Any]]:
 
 async def _tree(service: Running) -> dict[str, Any]:
     async with http(service.url) as client:
-        tree: dict[str, Any] = (
-            await client.get("/admin/tree", headers=auth(ADMIN_TOKEN))
-        ).json()
+        tree: dict[str, Any] = (await client.get("/admin/tree", headers=auth(ADMIN_TOKEN))).json()
     return tree
 
 
@@ -129,7 +127,9 @@ async def test_a_reply_carries_prompt_and_context_and_provider_failures_change_n
     assert len(fake.requests) == 2
     request = fake.requests[1]
     assert request["model"] == "test-model"
-    assert request["messages"][0]["role"] == "system" and PROMPT in request["messages"][0]["content"]
+    assert (
+        request["messages"][0]["role"] == "system" and PROMPT in request["messages"][0]["content"]
+    )
     assert [(m["role"], m["content"]) for m in request["messages"][1:]] == [
         ("user", "Bom dia!"),
         ("assistant", "Reply to 1 message(s), last: Bom dia!"),
@@ -142,8 +142,7 @@ async def test_a_reply_carries_prompt_and_context_and_provider_failures_change_n
     assert [(p["remote_jid"], p["presence"]) for p in presences] == [(jid, "composing")] * 2
     stored = await fetch_rows(
         runner.database_url,
-        "SELECT text, auto_reply FROM messages WHERE instance_name = $1 AND from_me"
-        " ORDER BY seq",
+        "SELECT text, auto_reply FROM messages WHERE instance_name = $1 AND from_me ORDER BY seq",
         name,
     )
     assert [r["auto_reply"] for r in stored] == [True, True]
@@ -322,9 +321,11 @@ async def test_the_contact_limit_holds_under_a_burst_of_fifty(runner: ServiceRun
     rows = await _replies(runner.database_url, name)
     skipped = [r for r in rows if r["state"] == "skipped"]
     assert skipped and all(r["reason"] == "contact limit (3 per hour)" for r in skipped)
-    assert sum(r["answers"] for r in rows if r["chat_jid"] == contact and r["state"] == "sent") + len(
-        skipped
-    ) == 50
+    assert (
+        sum(r["answers"] for r in rows if r["chat_jid"] == contact and r["state"] == "sent")
+        + len(skipped)
+        == 50
+    )
     stored = await fetch_rows(
         runner.database_url,
         "SELECT count(*) AS n FROM messages WHERE instance_name = $1 AND NOT from_me",

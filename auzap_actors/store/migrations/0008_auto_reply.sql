@@ -39,3 +39,6 @@ CREATE INDEX IF NOT EXISTS idx_auto_replies_day
 -- The actor's work list (and what it resumes at start).
 CREATE INDEX IF NOT EXISTS idx_auto_replies_open
   ON auto_replies (instance_name, due_at) WHERE state IN ('decided', 'sending');
+-- Retention (store/retention.py): settled decisions expire by age.
+CREATE INDEX IF NOT EXISTS idx_auto_replies_settled
+  ON auto_replies (settled_at) WHERE settled_at IS NOT NULL;
