@@ -188,9 +188,10 @@ def evolution_client(settings: Settings, base_url: str) -> EvolutionClient:
 
 
 def make_responder(settings: Settings) -> Responder | None:
-    """Demo mode answers offline (its replies say they are automatic); otherwise the
-    OpenAI-compatible provider at AUZAP_AI_BASE_URL; without one auto-reply cannot be on."""
-    if settings.demo and settings.ai_base_url is None:
+    """The OpenAI-compatible provider at AUZAP_AI_BASE_URL; without one, the offline
+    responder (its replies say they are automatic) in demo mode or with AUZAP_AI_OFFLINE=1;
+    otherwise none, and auto-reply cannot be turned on."""
+    if settings.ai_base_url is None and (settings.demo or settings.ai_offline):
         return OfflineResponder()
     if settings.ai_base_url is None:
         return None

@@ -28,6 +28,9 @@ Rules (read these before changing ``step``)
 * A logout is never followed by an automatic reconnect: the health policy stops expecting the
   instance open (``expect_open``), and ``Tick`` does nothing until it is seen open again.
   Only ``expect_open`` decides whether a tick checks.
+* Auto-reply (``core.auto_reply``): ``TextsArrived`` (the new messages of a batch, with the
+  facts the actor read in that batch's transaction) gives the decisions to record with it;
+  ``ReplyComposed`` gives the send, or how the reply ends.  Neither changes the snapshot.
 * Evolution's side: a connect for an instance Evolution does not have yet first creates it
   (``EnsureCreated``, then the connect is fed again); a 404 from Evolution (``Forgotten``,
   ``Observed(missing=True)``) makes the next connect or reconnect create it again.
