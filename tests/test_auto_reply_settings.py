@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from .conftest import ServiceRunner
+import pytest
+import trio
+
+from auzap_actors.ai import OfflineResponder
+from auzap_actors.config import ConfigError
+from auzap_actors.serve import make_responder
+
+from .conftest import ServiceRunner, make_settings
 from .fake_openai import FakeOpenAI, serve_fake_openai
 from .helpers import auth, eventually, fetch_rows, http, open_instance, sim_post_ok, user_token
 
@@ -208,3 +216,49 @@ async def test_demo_mode_answers_offline_and_says_so(runner: ServiceRunner) -> N
         sent = await eventually(replied, timeout=10)
     assert len(sent) == 1 and sent[0]["text"].startswith("[Automatic reply]")
     assert '"Oi!"' in sent[0]["text"]
+
+
+async def test_a_deleted_instance_leaves_no_reply_behind(runner: ServiceRunner) -> None:
+    fake = FakeOpenAI()
+    ai_url = await runner.nursery.start(serve_fake_openai, fake)
+    service = await runner.start(AUZAP_AI_BASE_URL=ai_url, AUZAP_AI_DEBOUNCE_S="1.5")
+    user = uuid.uuid4()
+    token = user_token(user)
+    async with http(service.url) as client, http(service.simulator_url or "") as sim:
+        name = await open_instance(client, sim, user, "5511900000601")
+        on = await client.patch(
+            "/api/whatsapp/settings", headers=auth(token), json={"auto_reply": True}
+        )
+        assert on.status_code == 200, on.text
+        await sim_post_ok(
+            sim, f"/_sim/instances/{name}/inbound", {"from": "5511988880601", "text": "Oi"}
+        )
+
+        async def decided() -> bool:
+            return bool(await _decisions(runner.database_url, name))
+
+        await eventually(decided, timeout=10)
+        deleted = await client.delete("/api/whatsapp/instance", headers=auth(token))
+        assert deleted.status_code == 204, deleted.text
+        await trio.sleep(2.0)  # past the reply's due time
+        sent = [s for s in (await sim.get("/_sim/sent")).json() if s["instance"] == name]
+    assert sent == [] and fake.requests == []
+    assert await _decisions(runner.database_url, name) == [
+        {"state": "skipped", "reason": "instance deleted"}
+    ]
+
+
+def test_auto_reply_variables(tmp_path: Path) -> None:
+    base = make_settings("postgresql://x@/db", tmp_path)
+    assert (base.ai_debounce_s, base.ai_attempts, base.ai_resend_grace_s) == (3.0, 2, 30.0)
+    assert make_responder(base) is None  # outside demo mode, no provider: no responder
+    offline = make_settings("postgresql://x@/db", tmp_path, AUZAP_AI_OFFLINE="1")
+    assert isinstance(make_responder(offline), OfflineResponder)
+    for name, value in (
+        ("AUZAP_AI_DEBOUNCE_S", "-1"),
+        ("AUZAP_AI_ATTEMPTS", "0"),
+        ("AUZAP_AI_TIMEOUT_S", "soon"),
+        ("AUZAP_AI_BASE_URL", "ftp://ai"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            make_settings("postgresql://x@/db", tmp_path, **{name: value})

@@ -331,6 +331,11 @@ class Composer:
         snapshot = self.snapshot()
         if not snapshot.auto_reply:
             return ReplyReady(reply.id, reply.chat_jid, None, None, reply.answers)
+        if not snapshot.state.is_connected:
+            # Not worth a provider call: the step settles it as failed.
+            return ReplyReady(
+                reply.id, reply.chat_jid, None, "WhatsApp is not connected", reply.answers
+            )
         responder = self.config.responder
         if responder is None:
             return ReplyReady(

@@ -285,6 +285,7 @@ class InstanceActor:
             async with conn.transaction():
                 await instances.delete_instance(conn, self.name)
                 await inbox.retire(conn, self.name)
+                await auto_replies.retire(conn, self.name, purge=purge)
                 if purge:
                     await messages_store.purge(conn, self.name)
         self._set_snapshot(replace(self.snapshot, deleted=True))

@@ -227,3 +227,16 @@ async def context(db: Any, instance: str, chat_jid: str, limit: int) -> list[dic
         limit,
     )
     return [dict(r.items()) for r in reversed(rows)]
+
+
+async def retire(conn: Any, instance: str, *, purge: bool) -> None:
+    """The instance is deleted: its open decisions end unsent (a new instance of that name must
+    not inherit them); a purge forgets the rows too."""
+    if purge:
+        await conn.execute("DELETE FROM auto_replies WHERE instance_name = $1", instance)
+        return
+    await conn.execute(
+        "UPDATE auto_replies SET state = 'skipped', reason = 'instance deleted',"
+        " settled_at = now() WHERE instance_name = $1 AND state IN ('decided', 'sending')",
+        instance,
+    )
