@@ -123,6 +123,12 @@ async def test_a_reply_carries_prompt_and_context_and_provider_failures_change_n
         await _inbound(service, name, contact, "Vocês abrem domingo?")
         await eventually(lambda: _sent_count(service, name, 2), timeout=10)
 
+        async def both_stored() -> bool:
+            rows = await _replies(runner.database_url, name)
+            return [r["state"] for r in rows] == ["sent", "sent"]
+
+        await eventually(both_stored, timeout=10)  # the simulator answered before we stored
+
     # The second request: the business's prompt, then the conversation so far.
     assert len(fake.requests) == 2
     request = fake.requests[1]
@@ -189,6 +195,13 @@ async def test_a_reply_carries_prompt_and_context_and_provider_failures_change_n
         "Tem pão de queijo?",
         "Alô?",
     ]
+
+
+async def _settled(database_url: str, name: str) -> bool:
+    """Every decision made so far is sent or skipped (and stored: the simulator's list shows
+    a send before the service has stored it)."""
+    rows = await _replies(database_url, name)
+    return bool(rows) and all(r["state"] in ("sent", "skipped") for r in rows)
 
 
 async def _sent_count(service: Running, name: str, wanted: int) -> bool:
@@ -300,11 +313,7 @@ async def test_the_contact_limit_holds_under_a_burst_of_fifty(runner: ServiceRun
                 for n in range(wave * 5, wave * 5 + 5):
                     nursery.start_soon(deliver, n)
 
-            async def wave_settled() -> bool:
-                rows = await _replies(runner.database_url, name)
-                return bool(rows) and all(r["state"] in ("sent", "skipped") for r in rows)
-
-            await eventually(wave_settled, timeout=10)
+            await eventually(lambda: _settled(runner.database_url, name), timeout=10)
         # Another contact is not held back by the first one's limit.
         other = envelope(
             "messages.upsert",
@@ -315,6 +324,7 @@ async def test_the_contact_limit_holds_under_a_burst_of_fifty(runner: ServiceRun
             await client.post("/api/webhook/whatsapp", json=other, headers=WEBHOOK_HEADERS)
         ).status_code == 200
         await eventually(lambda: _sent_count(service, name, 4), timeout=10)
+        await eventually(lambda: _settled(runner.database_url, name), timeout=10)
     sent = await _sent(service, name)
     to_first = [s for s in sent if s["remote_jid"] == contact]
     assert len(to_first) == 3
