@@ -142,12 +142,28 @@ async def test_sigkill_after_the_decision_and_during_the_send_gives_exactly_one_
             await sim_post_ok(sim, "/_sim/faults", {"mode": "none"})
             proc = await trio.to_thread.run_sync(_start, database_url, data, env)
             await eventually(lambda: _all_sent(database_url, name, 2), timeout=40)
+            print(f"after the second kill: {len(fake.requests)} requests")
+
+            # Third kill: the moment Evolution has sent the reply, before the service records
+            # it (a race: when the kill is late the reply was recorded; when it is in time the
+            # restarted service finds the send's echo, which Evolution re-delivers).
+            await sim_post_ok(
+                sim,
+                f"/_sim/instances/{name}/inbound",
+                {"from": "5511988880203", "text": "Boa tarde"},
+            )
+            await eventually(lambda: _sent_to(sim, name, 3), timeout=15, interval=0.002)
+            await _end(proc, signal.SIGKILL)
+            at_kill = await _states(database_url, name)
+            print(f"third kill, the reply already sent by Evolution was: {at_kill[-1]}")
+            proc = await trio.to_thread.run_sync(_start, database_url, data, env)
+            await eventually(lambda: _all_sent(database_url, name, 3), timeout=40)
             await trio.sleep(3)  # a late echo or a second send would show by now
             sent = [s for s in (await sim.get("/_sim/sent")).json() if s["instance"] == name]
-            print(f"after the second kill: {len(sent)} sent, {len(fake.requests)} requests")
             assert sorted(s["remote_jid"] for s in sent) == [
                 "5511988880201@s.whatsapp.net",
                 "5511988880202@s.whatsapp.net",
+                "5511988880203@s.whatsapp.net",
             ]
     finally:
         await _end(proc, signal.SIGTERM)
@@ -156,7 +172,7 @@ async def test_sigkill_after_the_decision_and_during_the_send_gives_exactly_one_
         "SELECT count(*) AS n FROM messages WHERE instance_name = $1 AND from_me AND auto_reply",
         name,
     )
-    assert stored == [{"n": 2}]
+    assert stored == [{"n": 3}]
 
 
 async def _sent_to(sim: Any, name: str, wanted: int) -> bool:
