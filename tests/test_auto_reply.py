@@ -181,6 +181,7 @@ async def test_a_reply_carries_prompt_and_context_and_provider_failures_change_n
     tree = await _tree(service)
     auto = tree["auto_reply"]
     assert auto["counts"]["sent"] == 2 and auto["counts"]["failed"] == 2
+    assert service.actors.auto_reply_counts() == auto["counts"]
     assert auto["responder"]["name"] == "openai" and auto["responder"]["failures"] == 2
     assert auto["responder"]["breaker"]["status"] == "closed"
     assert API_KEY not in str(tree)

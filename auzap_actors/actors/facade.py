@@ -195,6 +195,11 @@ class Actors:
         """Whether a responder is configured (demo: the offline one; else AUZAP_AI_BASE_URL)."""
         return self.supervisor.deps.auto_reply.responder is not None
 
+    def auto_reply_counts(self) -> dict[str, int]:
+        """Auto-replies of this service by outcome (decided, debounced, sent, failed, skipped,
+        uncertain, resumed, recomposed): what `auzap_auto_replies_total{outcome}` exports."""
+        return dict(self.supervisor.deps.auto_reply.stats.counts)
+
     async def change_settings(
         self,
         user: UserRef,
