@@ -67,6 +67,19 @@ class Settings:
     ai_base_url: str | None = None
     ai_api_key: str | None = field(default=None, repr=False)
     ai_model: str | None = None
+    # Auto-reply (README "AI auto-reply"): rapid messages of one contact within this window
+    # get one reply; the provider's per-attempt timeout and attempts; the messages of the
+    # conversation the responder reads; how long an interrupted send waits for its echo
+    # before it is sent again; the typing indicator's length.
+    ai_debounce_s: float = 3.0
+    ai_timeout_s: float = 20.0
+    ai_attempts: int = 2
+    ai_context_messages: int = 20
+    ai_resend_grace_s: float = 30.0
+    ai_typing_ms: int = 1000
+    # Outside demo mode, without AUZAP_AI_BASE_URL: answer with the offline responder (its
+    # replies say they are automatic) instead of refusing to turn auto-reply on.
+    ai_offline: bool = False
     webhook_max_bytes: int = 16 * 1024 * 1024
     api_max_bytes: int = 64 * 1024
     ws_per_user: int = 5
@@ -357,6 +370,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ai_base_url=_url(env, "AUZAP_AI_BASE_URL", ("http", "https")),
         ai_api_key=ai_key,
         ai_model=env.get("AUZAP_AI_MODEL", "").strip() or None,
+        ai_debounce_s=_float(env, "AUZAP_AI_DEBOUNCE_S", 3.0, 0.0, 300.0),
+        ai_timeout_s=_float(env, "AUZAP_AI_TIMEOUT_S", 20.0, 0.1, 300.0),
+        ai_attempts=_int(env, "AUZAP_AI_ATTEMPTS", 2, 1, 10),
+        ai_context_messages=_int(env, "AUZAP_AI_CONTEXT_MESSAGES", 20, 1, 200),
+        ai_resend_grace_s=_float(env, "AUZAP_AI_RESEND_GRACE_S", 30.0, 0.0, 3600.0),
+        ai_typing_ms=_int(env, "AUZAP_AI_TYPING_MS", 1000, 0, 20000),
+        ai_offline=_bool(env, "AUZAP_AI_OFFLINE", False),
         boot_concurrency=_int(env, "AUZAP_BOOT_CONCURRENCY", 8, 1, 1000),
         connect_concurrency=_int(env, "AUZAP_CONNECT_CONCURRENCY", 8, 1, 1000),
         webhook_max_bytes=_int(

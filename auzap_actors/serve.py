@@ -23,10 +23,12 @@ import trio
 import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
+from .actors.auto_reply import AutoReplyConfig, AutoReplyStats
 from .actors.deps import ActorDeps
 from .actors.facade import Actors
 from .actors.hub import Hub
 from .actors.supervisor import Supervisor
+from .ai import OfflineResponder, OpenAIResponder, Responder
 from .config import Settings, ToolSettings
 from .core.breaker import BreakerConfig
 from .core.health import HealthPolicy
@@ -114,11 +116,25 @@ async def serve(
             # The service's own metrics (and per-instance journal): never the process-global
             # default registry, several services may run in one process.
             metrics = Metrics()
-            # The client outlives the actors that use it: it is closed after `root` ends.
-            async with evolution_client(settings, base_url, metrics) as evolution:
-                await _run_root(
-                    settings, dsn, pool, evolution, metrics, simulator_url, trigger, task_status
-                )
+            # The clients outlive the actors that use them: closed after `root` ends.
+            responder = make_responder(settings)
+            try:
+                async with evolution_client(settings, base_url, metrics) as evolution:
+                    await _run_root(
+                        settings,
+                        dsn,
+                        pool,
+                        evolution,
+                        metrics,
+                        responder,
+                        simulator_url,
+                        trigger,
+                        task_status,
+                    )
+            finally:
+                if responder is not None:
+                    with trio.CancelScope(shield=True):
+                        await responder.aclose()
             outer.cancel_scope.cancel()
     log.info("stopped")
 
@@ -195,12 +211,33 @@ def evolution_client(
     )
 
 
+def make_responder(settings: Settings) -> Responder | None:
+    """The OpenAI-compatible provider at AUZAP_AI_BASE_URL; without one, the offline
+    responder (its replies say they are automatic) in demo mode or with AUZAP_AI_OFFLINE=1;
+    otherwise none, and auto-reply cannot be turned on."""
+    if settings.ai_base_url is None and (settings.demo or settings.ai_offline):
+        return OfflineResponder()
+    if settings.ai_base_url is None:
+        return None
+    return OpenAIResponder(
+        settings.ai_base_url,
+        settings.ai_api_key,
+        settings.ai_model or "gpt-4o-mini",
+        timeout_s=settings.ai_timeout_s,
+        attempts=settings.ai_attempts,
+        breaker=BreakerConfig(
+            settings.breaker_failures, settings.breaker_window_s, settings.breaker_reset_s
+        ),
+    )
+
+
 async def _run_root(
     settings: Settings,
     dsn: str,
     pool: Any,
     evolution: EvolutionClient,
     metrics: Metrics,
+    responder: Responder | None,
     simulator_url: str | None,
     trigger: Callable[[], Awaitable[Any]],
     task_status: trio.TaskStatus[Running],
@@ -223,6 +260,14 @@ async def _run_root(
             ),
             connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
             metrics=metrics,
+            auto_reply=AutoReplyConfig(
+                responder=responder,
+                debounce_s=settings.ai_debounce_s,
+                context_messages=settings.ai_context_messages,
+                resend_grace_s=settings.ai_resend_grace_s,
+                typing_ms=settings.ai_typing_ms,
+                stats=AutoReplyStats(on_count=metrics.auto_reply),
+            ),
         )
         supervisor = Supervisor(
             deps,

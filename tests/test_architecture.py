@@ -105,7 +105,8 @@ ALLOWED = {
     "observability": {"core"},
     "store": {"core"},
     "evolution": {"core", "observability"},
-    "actors": {"core", "store", "evolution", "observability"},
+    "ai": {"core"},
+    "actors": {"core", "store", "evolution", "observability", "ai"},
     "web": {"core", "config", "actors"},
 }
 

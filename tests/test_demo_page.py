@@ -13,6 +13,7 @@ from pathlib import Path
 if __package__:
     from .browser import launch, run_browser_script, screenshots_dir
     from .conftest import ServiceRunner
+    from .helpers import fetch_rows
 else:  # run as the browser script, in a child process: tests/ is sys.path[0]
     from browser import launch
 
@@ -35,7 +36,13 @@ def _drive(url: str, screenshots: Path) -> dict[str, str]:
             page.wait_for_selector("#status[data-status='open']", timeout=10_000)
             page.wait_for_selector("#notes li", timeout=10_000)
             page.screenshot(path=str(screenshots / "connected.png"))
+            # The auto-reply toggle (demo mode answers with its offline responder).
+            page.check("#auto-reply")
+            page.fill("#prompt", "We are a bakery.")
+            page.click("#save-settings")
+            page.wait_for_selector("#auto-reply-state[data-on='true']", timeout=10_000)
             return {
+                "auto_reply": page.inner_text("#auto-reply-state"),
                 "qr": qr_src[:22],
                 "waiting": waiting,
                 "status": page.inner_text("#status"),
@@ -56,6 +63,11 @@ async def test_demo_page_connects_in_a_real_browser(runner: ServiceRunner, tmp_p
     assert seen["status"] == "Connected" and seen["phone"] == "(+5511987654321)"
     assert seen["note"].startswith("WhatsApp connected")
     assert seen["qr_hidden"] == "True"
+    assert seen["auto_reply"] == "on"
+    stored = await fetch_rows(
+        runner.database_url, "SELECT auto_reply, auto_reply_prompt FROM whatsapp_instances"
+    )
+    assert stored == [{"auto_reply": True, "auto_reply_prompt": "We are a bakery."}]
     assert (shots / "connected.png").stat().st_size > 1000
 
 

@@ -57,6 +57,16 @@ def _patches(n: int, *, age_days: float, tag: str) -> str:
     FROM generate_series(1, {n}) AS g"""
 
 
+def _auto_replies(n: int, *, age_days: float, state: str, tag: str) -> str:
+    settled = "NULL" if state == "decided" else f"now() - {age_days} * {DAY}"
+    return f"""
+    INSERT INTO auto_replies (instance_name, trigger_wa_id, chat_jid, state, due_at, decided_at,
+      settled_at)
+    SELECT 'user_a', '{tag}' || g, 'c@s.whatsapp.net', '{state}', now() - {age_days} * {DAY},
+      now() - {age_days} * {DAY}, {settled}
+    FROM generate_series(1, {n}) AS g"""
+
+
 async def count_rows(pool: Any, where: str, table: str = "webhook_inbox") -> int:
     n: int = await pool.fetchval(f"SELECT count(*) FROM {table} WHERE {where}")
     return n
@@ -80,6 +90,9 @@ async def test_what_expires_and_what_is_kept(database_url: str) -> None:
             inbox_rows(9, name="user_b", age_days=40, outcome=None, applied=False),
             _patches(8, age_days=8, tag="OLD"),
             _patches(4, age_days=6, tag="NEW"),
+            _auto_replies(6, age_days=31, state="sent", tag="OLD"),
+            _auto_replies(2, age_days=8, state="failed", tag="NEW"),
+            _auto_replies(3, age_days=40, state="decided", tag="OPEN"),
         ):
             await pool.execute(statement)
         # Small batches: the loop must go round several times per kind.
@@ -90,6 +103,7 @@ async def test_what_expires_and_what_is_kept(database_url: str) -> None:
             "failed inbox rows": 3,
             "orphan inbox rows": 7,
             "message patches": 8,
+            "settled auto-replies": 6,
         }
         assert results["settled inbox rows"].batches == 40 // 4 + 1
         assert all(r.error is None for r in results.values())
@@ -105,6 +119,8 @@ async def test_what_expires_and_what_is_kept(database_url: str) -> None:
             ("user_ghost", "orphan", False, 6),
         ]
         assert await count_rows(pool, "true", "message_patches") == 4
+        # Failed 8 days ago: kept 30 days; a decision not settled never expires.
+        assert await count_rows(pool, "true", "auto_replies") == 2 + 3
         # A second round finds nothing.
         assert sum(r.rows for r in await prune_all(pool, policy)) == 0
 
@@ -118,6 +134,7 @@ async def test_retention_statements_use_their_indexes(database_url: str) -> None
             inbox_rows(20_000, name="user_a", age_days=1, outcome=None, applied=False, start=1)
         )
         await pool.execute(_patches(20_000, age_days=1, tag="P"))
+        await pool.execute(_auto_replies(20_000, age_days=1, state="sent", tag="T"))
         await pool.execute("ANALYZE")
         report = []
         async with pool.acquire() as conn:
@@ -303,7 +320,7 @@ async def test_run_retention_never_dies(
 async def test_prune_all_reports_a_failing_kind_and_goes_on() -> None:
     pool = FlakyPool([_raise(OSError("gone")), lambda: "DELETE 0"])
     results = await prune_all(pool, RetentionPolicy())
-    assert [r.error is not None for r in results] == [True, False, False, False]
+    assert [r.error is not None for r in results] == [True] + [False] * (len(results) - 1)
     assert results[0] == Pruned("settled inbox rows", 0, 0, results[0].seconds, "OSError('gone')")
 
 

@@ -10,10 +10,13 @@ from .conftest import ServiceRunner
 from .helpers import auth, fetch_rows, http, user_token
 
 PROMPT = "Answer in Portuguese, politely."
+# Auto-reply can be turned on only with a responder (an AI provider outside demo mode); these
+# tests never reach it (no message arrives).  Without one: tests/test_auto_reply_settings.py.
+AI = {"AUZAP_AI_BASE_URL": "http://ai.invalid/v1"}
 
 
 async def test_settings_are_applied_stored_and_survive_a_restart(runner: ServiceRunner) -> None:
-    service = await runner.start()
+    service = await runner.start(**AI)
     user = uuid.uuid4()
     token = user_token(user)
     async with http(service.url) as client:
@@ -48,7 +51,7 @@ async def test_settings_are_applied_stored_and_survive_a_restart(runner: Service
     assert rows == [{"auto_reply": True, "auto_reply_prompt": PROMPT}]
 
     await runner.stop()
-    service = await runner.start()
+    service = await runner.start(**AI)
     async with http(service.url) as client:
         seen = await client.get("/api/whatsapp/instance", headers=auth(token))
         assert seen.status_code == 200 and seen.json()["auto_reply"] is True
@@ -81,7 +84,7 @@ BAD_BODIES: list[Any] = [
 
 
 async def test_bad_input_no_instance_and_no_token(runner: ServiceRunner) -> None:
-    service = await runner.start()
+    service = await runner.start(**AI)
     user = uuid.uuid4()
     token = user_token(user)
     async with http(service.url) as client:

@@ -16,6 +16,7 @@ from ..core.webhook_auth import instance_secret
 from ..evolution.client import EvolutionClient
 from ..evolution.types import WebhookConfig
 from ..observability.metrics import Metrics
+from .auto_reply import AutoReplyConfig
 from .hub import Hub
 
 
@@ -32,6 +33,8 @@ class ActorDeps:
     connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
     # The service's metrics and per-instance journal (a private one in unit tests).
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
+    # The responder, its timings and the per-service counts (actors/auto_reply.py).
+    auto_reply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
 
     def webhook_config(self, instance_name: str) -> WebhookConfig:
         """What Evolution must call back for one instance: our URL, with that instance's own

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.auto_reply import LimitsPatch
 from ..core.naming import instance_name_for
 from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
@@ -56,6 +57,7 @@ __all__ = [
     "ActorError",
     "ActorUnavailable",
     "Actors",
+    "AutoReplyUnavailable",
     "CallTimeout",
     "DatabaseUnavailable",
     "EventRejected",
@@ -89,6 +91,10 @@ class IntakeUnavailable(ActorError):
 
 class UnknownActor(ActorError):
     """No actor by that name on this node: 404."""
+
+
+class AutoReplyUnavailable(ActorError):
+    """Auto-reply cannot be turned on: no AI responder is configured (409)."""
 
 
 log = logging.getLogger(__name__)
@@ -220,12 +226,33 @@ class Actors:
         snapshot: InstanceSnapshot = await self._user_call(user, Logout())
         return snapshot
 
+    @property
+    def auto_reply_available(self) -> bool:
+        """Whether a responder is configured (demo: the offline one; else AUZAP_AI_BASE_URL)."""
+        return self.supervisor.deps.auto_reply.responder is not None
+
+    def auto_reply_counts(self) -> dict[str, int]:
+        """Auto-replies of this service by outcome (decided, debounced, sent, failed, skipped,
+        uncertain, resumed, recomposed): what `auzap_auto_replies_total{outcome}` exports."""
+        return dict(self.supervisor.deps.auto_reply.stats.counts)
+
     async def change_settings(
-        self, user: UserRef, *, auto_reply: bool | None, auto_reply_prompt: str | None
+        self,
+        user: UserRef,
+        *,
+        auto_reply: bool | None,
+        auto_reply_prompt: str | None,
+        limits: LimitsPatch | None = None,
     ) -> InstanceSnapshot:
-        """Change the instance's settings (None: left as it is); UnknownActor without one."""
+        """Change the instance's settings (None: left as it is); UnknownActor without one,
+        AutoReplyUnavailable when turning auto-reply on without a responder."""
+        if auto_reply and not self.auto_reply_available:
+            raise AutoReplyUnavailable(
+                "Auto-reply needs an AI provider, and none is configured on this service"
+                " (AUZAP_AI_BASE_URL)."
+            )
         snapshot: InstanceSnapshot = await self._user_call(
-            user, ChangeSettings(auto_reply, auto_reply_prompt)
+            user, ChangeSettings(auto_reply, auto_reply_prompt, limits)
         )
         return snapshot
 

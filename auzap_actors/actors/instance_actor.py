@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..core.auto_reply import Recompose, SendReply, SettleReply
 from ..core.instance import (
     Boot,
     CallReconnect,
@@ -33,6 +34,7 @@ from ..core.instance import (
     OrganizationChanged,
     Persist,
     Publish,
+    ReplyComposed,
     ResumeSession,
     RunCheck,
     SettingsChanged,
@@ -48,10 +50,11 @@ from ..core.webhook import WebhookError
 from ..evolution.errors import EvolutionError
 from ..observability.journal import HealthCheck
 from ..observability.logs import bind_correlation
-from ..store import inbox, instances
+from ..store import auto_replies, inbox, instances
 from ..store import messages as messages_store
 from ..store.faults import is_transient
-from . import evolution_side, messaging
+from ..store.messages import Applied
+from . import auto_reply, evolution_side, messaging
 from .deps import ActorDeps
 from .health_timer import health_timer
 from .mailbox import DatabaseUnavailable, Letter, Mailbox, reply
@@ -66,6 +69,8 @@ from .messages import (
     InjectedCrash,
     Logout,
     NotConnected,
+    ReplyReady,
+    ResumeSend,
     SendText,
     SetOrganization,
 )
@@ -101,6 +106,10 @@ class InstanceActor:
         self._publish = publish  # the snapshot everybody else reads; only this actor writes it
         self._snapshot: InstanceSnapshot | None = None
         self._inbox_cursor = 0
+        self._composer = auto_reply.Composer(
+            deps, deps.auto_reply, name, mailbox, lambda: self.snapshot
+        )
+        self._decided = False  # a batch recorded an auto-reply decision (wake the composer)
 
     @property
     def snapshot(self) -> InstanceSnapshot:
@@ -119,6 +128,9 @@ class InstanceActor:
         task_status.started()
         async with trio.open_nursery() as timers:
             timers.start_soon(health_timer, self.mailbox, self.deps.health_policy)
+            # Picks up the replies not settled before a restart (after the inbox drain below:
+            # its letters wait in the mailbox until then).
+            timers.start_soon(self._composer.run)
             # Stored events first: they need only the database, and the boot's look at
             # Evolution (which may be down, and retried) must not hold them back.
             await self._drain_inbox()
@@ -166,8 +178,8 @@ class InstanceActor:
             case SetOrganization(organization_id=org):
                 await self.feed(OrganizationChanged(org))
                 return self.snapshot
-            case ChangeSettings(auto_reply=auto_reply, auto_reply_prompt=prompt):
-                await self.feed(SettingsChanged(auto_reply, prompt))
+            case ChangeSettings(auto_reply=flag, auto_reply_prompt=prompt, limits=limits):
+                await self.feed(SettingsChanged(flag, prompt, limits))
                 return self.snapshot
             case DeleteInstance(purge=purge):
                 await self._delete(purge)
@@ -179,6 +191,16 @@ class InstanceActor:
                 if refusal is not None:
                     raise NotConnected(refusal)
                 return await messaging.send_text(self.deps, self.snapshot, to, text)
+            case ReplyReady():
+                await self._reply_ready(message)
+                return None
+            case ResumeSend(reply_id=reply_id):
+                reply = await auto_replies.find(self.deps.pool, self.name, reply_id)
+                if reply is not None and reply.state == "sending":
+                    await auto_reply.resume_sending(
+                        self.deps, self.deps.auto_reply, self.snapshot, reply, self._publish_applied
+                    )
+                return None
             case Crash(reason=reason):
                 raise InjectedCrash(reason)
         raise TypeError(f"unknown message {message!r}")
@@ -223,6 +245,13 @@ class InstanceActor:
                     outcome = await evolution_side.reconnect(deps, self.name, effect)
                     deps.metrics.reconnect(outcome.result)
                     await self.feed(outcome)
+                case SendReply():
+                    await auto_reply.send(deps, deps.auto_reply, new, effect, self._publish_applied)
+                case SettleReply():
+                    await auto_reply.settle(deps, deps.auto_reply, self.name, effect)
+                case Recompose():
+                    deps.auto_reply.stats.count("recomposed")
+                    self._composer.wake()
 
     def _record_check(self, observed: Observed) -> None:
         """Metrics and the instance's recent health history (GET /admin/instances/<name>)."""
@@ -242,6 +271,27 @@ class InstanceActor:
             health.consecutive_failures,
         )
         self.deps.metrics.health_check(self.name, check)
+
+    # ---- auto-reply ---------------------------------------------------------------------------
+
+    async def _reply_ready(self, ready: ReplyReady) -> None:
+        """A composed reply (or the responder's failure): the step says send, settle or
+        compose again (more messages were folded in meanwhile)."""
+        reply = await auto_replies.find(self.deps.pool, self.name, ready.reply_id)
+        if reply is None or reply.state != "decided":
+            return  # settled meanwhile
+        await self.feed(
+            ReplyComposed(
+                reply.id, reply.chat_jid, ready.text, ready.error, ready.answers, reply.answers
+            )
+        )
+
+    def _publish_applied(self, snapshot: InstanceSnapshot, applied: Applied) -> None:
+        messaging.publish(self.deps, snapshot, applied)
+
+    async def _decide_replies(self, conn: Any, applied: Applied) -> None:
+        if await auto_reply.decide_in_transaction(self.deps, conn, self.snapshot, applied):
+            self._decided = True
 
     async def _commit(self, new: InstanceSnapshot, *, save: bool, inbox_row: int | None) -> None:
         if inbox_row is None:
@@ -266,6 +316,7 @@ class InstanceActor:
             async with conn.transaction():
                 await instances.delete_instance(conn, self.name)
                 await inbox.retire(conn, self.name)
+                await auto_replies.retire(conn, self.name, purge=purge)
                 if purge:
                     await messages_store.purge(conn, self.name)
         self.deps.metrics.journal.forget(self.name)
@@ -338,7 +389,12 @@ class InstanceActor:
             return "invalid"
         match route:
             case Records(batch=batch):
-                await messaging.apply_batch(self.deps, self.snapshot, batch, inbox_row=row.id)
+                self._decided = False
+                await messaging.apply_batch(
+                    self.deps, self.snapshot, batch, inbox_row=row.id, within=self._decide_replies
+                )
+                if self._decided:
+                    self._composer.wake()  # after the commit, so that it sees the rows
             case StateChange(event=event):
                 await self.feed(event, inbox_row=row.id)
             case Unhandled():

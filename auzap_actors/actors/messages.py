@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.auto_reply import LimitsPatch
+
 
 @dataclass(frozen=True, slots=True)
 class Connect:
@@ -37,6 +39,27 @@ class ChangeSettings:
 
     auto_reply: bool | None
     auto_reply_prompt: str | None
+    limits: LimitsPatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyReady:
+    """The composer's answer for a decided auto-reply: the text, or why there is none (both
+    None: auto-reply was off).  `answers`: the messages it answered when composing began."""
+
+    reply_id: int
+    chat_jid: str
+    text: str | None
+    error: str | None
+    answers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSend:
+    """An auto-reply left `sending` (a crash or an uncertain send): settle it from its echo,
+    or send it again once the grace has passed."""
+
+    reply_id: int
 
 
 @dataclass(frozen=True, slots=True)

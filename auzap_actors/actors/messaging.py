@@ -7,6 +7,7 @@ published only after the commit, so a browser never hears of a message that is n
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.payloads import Batch, parse_message
@@ -17,21 +18,32 @@ from ..store import messages as messages_store
 from ..store.messages import Applied, BatchWriter
 from .deps import ActorDeps
 
+# Runs inside the batch's transaction, after the batch is applied (auto-reply decisions).
+WithinBatch = Callable[[Any, Applied], Awaitable[object]]
+
 
 async def apply_batch(
-    deps: ActorDeps, snapshot: InstanceSnapshot, batch: Batch, *, inbox_row: int | None
+    deps: ActorDeps,
+    snapshot: InstanceSnapshot,
+    batch: Batch,
+    *,
+    inbox_row: int | None,
+    within: WithinBatch | None = None,
 ) -> Applied:
-    """Store a batch (and mark its inbox row) in one transaction, then publish."""
+    """Store a batch (and mark its inbox row) in one transaction, then publish.  `within`
+    runs in that transaction, so what it writes commits with the batch or not at all."""
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
             applied = await BatchWriter(conn, snapshot.instance_name).apply(batch)
+            if within is not None:
+                await within(conn, applied)
             if inbox_row is not None:
                 await inbox.mark_done(conn, inbox_row, "applied")
-    _publish(deps, snapshot, applied)
+    publish(deps, snapshot, applied)
     return applied
 
 
-def _publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:
+def publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:
     hub = deps.hub
     for message in applied.new_messages:
         hub.publish_user(snap.user_id, "message", message)

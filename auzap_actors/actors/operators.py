@@ -98,6 +98,8 @@ class Operators:
                 "children": {"inbox_writer": repr(inbox_writer), "hub": repr(self.hub)},
                 "evolution_breaker": self.evolution.breaker.snapshot(),
             },
+            # Counts by outcome, latest failures, the responder and its breaker.
+            "auto_reply": supervisor.deps.auto_reply.snapshot(),
             "actors": [
                 {**self.actor_entry(c), "failed_rows": _failed_of(failed, c.name)}
                 for c in sorted(supervisor.children(), key=_name)

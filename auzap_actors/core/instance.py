@@ -28,6 +28,9 @@ Rules (read these before changing ``step``)
 * A logout is never followed by an automatic reconnect: the health policy stops expecting the
   instance open (``expect_open``), and ``Tick`` does nothing until it is seen open again.
   Only ``expect_open`` decides whether a tick checks.
+* Auto-reply (``core.auto_reply``): ``TextsArrived`` (the new messages of a batch, with the
+  facts the actor read in that batch's transaction) gives the decisions to record with it;
+  ``ReplyComposed`` gives the send, or how the reply ends.  Neither changes the snapshot.
 * Evolution's side: a connect for an instance Evolution does not have yet first creates it
   (``EnsureCreated``, then the connect is fed again); a 404 from Evolution (``Forgotten``,
   ``Observed(missing=True)``) makes the next connect or reconnect create it again.
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .auto_reply import composed, decide
 from .health import (
     Alert,
     CheckNotOpen,
@@ -74,11 +78,13 @@ from .instance_model import (
     Persist,
     Publish,
     ReconnectOutcome,
+    ReplyComposed,
     ResumeAnswered,
     ResumeSession,
     RunCheck,
     SettingsChanged,
     SyncWebhook,
+    TextsArrived,
     Tick,
 )
 from .notices import (
@@ -123,11 +129,13 @@ __all__ = [
     "Persist",
     "Publish",
     "ReconnectOutcome",
+    "ReplyComposed",
     "ResumeAnswered",
     "ResumeSession",
     "RunCheck",
     "SettingsChanged",
     "SyncWebhook",
+    "TextsArrived",
     "Tick",
     "send_refusal",
     "step",
@@ -207,15 +215,36 @@ class _Step:
                 if org != snap.organization_id:
                     self.snap = replace(snap, organization_id=org, updated_at=self.now)
                     self.persist = True
-            case SettingsChanged(auto_reply=auto_reply, prompt=prompt):
+            case SettingsChanged(auto_reply=auto_reply, prompt=prompt, limits=limits):
                 new = replace(
                     snap,
                     auto_reply=snap.auto_reply if auto_reply is None else auto_reply,
                     auto_reply_prompt=snap.auto_reply_prompt if prompt is None else prompt,
+                    auto_reply_limits=snap.auto_reply_limits
+                    if limits is None
+                    else limits.apply(snap.auto_reply_limits),
                 )
                 if new != snap:
                     self.snap = replace(new, updated_at=self.now)
                     self.persist = True
+            case TextsArrived(texts=texts, facts=facts):
+                # The reply decisions are recorded with the batch, before anything is sent.
+                self.calls += decide(
+                    snap.auto_reply, snap.auto_reply_limits, texts, facts, self.now
+                )
+            case ReplyComposed():
+                self.calls.append(
+                    composed(
+                        snap.auto_reply,
+                        snap.state.is_connected,
+                        item.reply_id,
+                        item.chat_jid,
+                        item.text,
+                        item.error,
+                        item.answers_then,
+                        item.answers_now,
+                    )
+                )
             case Observed():
                 self._observed(item)
             case ConnectAnswered(state=state, qr=qr):

@@ -6,6 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .auto_reply import (
+    ExtendReply,
+    IncomingText,
+    LimitsPatch,
+    Recompose,
+    RecordReply,
+    ReplyFacts,
+    SendReply,
+    SettleReply,
+    SkipReply,
+)
 from .health import HealthEvent
 from .state import CallConnect, CallLogout, Event
 
@@ -44,6 +55,30 @@ class SettingsChanged:
 
     auto_reply: bool | None = None
     prompt: str | None = None
+    limits: LimitsPatch | None = None  # the auto-reply limits it names
+
+
+@dataclass(frozen=True, slots=True)
+class TextsArrived:
+    """Messages a batch stored for the first time, with what the database says about their
+    chats (read just before, in the transaction that applies the batch)."""
+
+    texts: tuple[IncomingText, ...]
+    facts: ReplyFacts
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyComposed:
+    """The responder's answer for a decided reply (``text``), or why it has none (``error``).
+    ``answers_then``/``answers_now``: the messages the reply answered when composing began and
+    now (more arrived meanwhile: it is composed again)."""
+
+    reply_id: int
+    chat_jid: str
+    text: str | None
+    error: str | None
+    answers_then: int
+    answers_now: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +138,8 @@ Input = (
     | Forgotten
     | OrganizationChanged
     | SettingsChanged
+    | TextsArrived
+    | ReplyComposed
     | Observed
     | ConnectAnswered
     | ResumeAnswered
@@ -183,4 +220,10 @@ Effect = (
     | RunCheck
     | ResumeSession
     | CallReconnect
+    | RecordReply
+    | ExtendReply
+    | SkipReply
+    | SendReply
+    | SettleReply
+    | Recompose
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .auto_reply import AutoReplyLimits, limits_view
 from .health import HealthState, uptime
 from .state import InstanceState, Status
 
@@ -22,6 +23,7 @@ class InstanceSnapshot:
     health: HealthState = field(default_factory=HealthState)
     auto_reply: bool = False
     auto_reply_prompt: str | None = None  # not in the InstanceView
+    auto_reply_limits: AutoReplyLimits = field(default_factory=AutoReplyLimits)
     updated_at: float = 0.0  # epoch seconds
     # What the actor knows of Evolution's side (not shown to users):
     in_evolution: bool = False  # created (or adopted) there; False after Evolution's 404
@@ -66,6 +68,7 @@ def instance_view(snapshot: InstanceSnapshot, now: float) -> dict[str, Any]:
         "qr_code": state.qr_code,
         "health": health_view(snapshot, now),
         "auto_reply": snapshot.auto_reply,
+        **limits_view(snapshot.auto_reply_limits),
         "updated_at": iso(snapshot.updated_at),
     }
 

@@ -396,3 +396,12 @@ class EvolutionClient:
             "POST", path, json={"number": number, "text": text}, idempotent=False, instance=name
         )
         return self._expect_dict(body, "POST", path)
+
+    async def send_presence(
+        self, name: str, number: str, presence: str = "composing", delay_ms: int = 0
+    ) -> None:
+        """A per-chat presence ("composing": typing); the real server holds the answer for
+        ``delay_ms``.  Repeating it is harmless, so it is retried like a read."""
+        path = f"/chat/sendPresence/{_seg(name)}"
+        payload = {"number": number, "presence": presence, "delay": delay_ms}
+        await self._request("POST", path, json=payload, idempotent=True)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.auto_reply import AutoReplyLimits, QuietHours
 from ..core.health import HealthState
 from ..core.state import InstanceState, Status
 from ..core.views import InstanceSnapshot
@@ -55,6 +56,31 @@ class InstanceRecord:
     evolution_instance_id: str | None
     updated_at: float
     evolution_token: str | None = field(default=None, repr=False)
+    auto_reply_per_contact_hour: int = 5
+    auto_reply_per_instance_day: int = 200
+    auto_reply_quiet_start: int | None = None
+    auto_reply_quiet_end: int | None = None
+    auto_reply_timezone: str | None = None
+    auto_reply_human_pause_min: int | None = None
+    auto_reply_groups: bool = False
+
+    def auto_reply_limits(self) -> AutoReplyLimits:
+        quiet = None
+        if (
+            self.auto_reply_quiet_start is not None
+            and self.auto_reply_quiet_end is not None
+            and self.auto_reply_timezone
+        ):
+            quiet = QuietHours(
+                self.auto_reply_quiet_start, self.auto_reply_quiet_end, self.auto_reply_timezone
+            )
+        return AutoReplyLimits(
+            per_contact_hour=self.auto_reply_per_contact_hour,
+            per_instance_day=self.auto_reply_per_instance_day,
+            quiet_hours=quiet,
+            human_pause_min=self.auto_reply_human_pause_min,
+            groups=self.auto_reply_groups,
+        )
 
     def snapshot(self) -> InstanceSnapshot:
         """The snapshot an actor starts from (what survives a restart is what was written)."""
@@ -79,6 +105,7 @@ class InstanceRecord:
             health=health,
             auto_reply=self.auto_reply,
             auto_reply_prompt=self.auto_reply_prompt,
+            auto_reply_limits=self.auto_reply_limits(),
             updated_at=self.updated_at,
             in_evolution=self.evolution_instance_id is not None,
         )
@@ -89,7 +116,9 @@ _COLUMNS = (
     " 'disconnected') AS status, phone_number, qr_code, profile_name,"
     " extract(epoch FROM state_since)::float8 AS state_since, last_reason, health,"
     " auto_reply, auto_reply_prompt, evolution_instance_id, evolution_token,"
-    " extract(epoch FROM coalesce(updated_at, now()))::float8 AS updated_at"
+    " extract(epoch FROM coalesce(updated_at, now()))::float8 AS updated_at,"
+    " auto_reply_per_contact_hour, auto_reply_per_instance_day, auto_reply_quiet_start,"
+    " auto_reply_quiet_end, auto_reply_timezone, auto_reply_human_pause_min, auto_reply_groups"
 )
 
 
@@ -163,11 +192,16 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
     """Write the state an actor must come back to after a restart."""
     state = snapshot.state
     health = snapshot.health
+    limits = snapshot.auto_reply_limits
+    quiet = limits.quiet_hours
     await db.execute(
         "UPDATE whatsapp_instances SET status = $2, is_connected = $3, phone_number = $4,"
         " qr_code = $5, profile_name = $6, state_since = $7, last_reason = $8, health = $9,"
         " updated_at = $10, organization_id = $11::uuid, auto_reply = $12,"
-        " auto_reply_prompt = $13 WHERE instance_name = $1",
+        " auto_reply_prompt = $13, auto_reply_per_contact_hour = $14,"
+        " auto_reply_per_instance_day = $15, auto_reply_quiet_start = $16,"
+        " auto_reply_quiet_end = $17, auto_reply_timezone = $18,"
+        " auto_reply_human_pause_min = $19, auto_reply_groups = $20 WHERE instance_name = $1",
         snapshot.instance_name,
         state.status.value,
         state.is_connected,
@@ -181,6 +215,13 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
         snapshot.organization_id,
         snapshot.auto_reply,
         snapshot.auto_reply_prompt,
+        limits.per_contact_hour,
+        limits.per_instance_day,
+        None if quiet is None else quiet.start,
+        None if quiet is None else quiet.end,
+        None if quiet is None else quiet.timezone,
+        limits.human_pause_min,
+        limits.groups,
     )
 
 

@@ -12,6 +12,9 @@ What expires, and when (ages from `RetentionPolicy`):
   finds them.
 - `message_patches` rows (receipts and edits that came before their message) `inbox_days`
   after they were created: their message is not coming any more.
+- Settled `auto_replies` rows (sent, failed, skipped) `failed_days` after they were settled:
+  the limits read only the last day, operators read failures for longer.  A decision not
+  settled yet never expires (it is work not done).
 
 Rows still pending for a known instance never expire: they are work not done yet.
 
@@ -67,6 +70,13 @@ DELETE_PATCHES = (
     " ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
 )
 
+DELETE_AUTO_REPLIES = (
+    "DELETE FROM auto_replies WHERE id = ANY(ARRAY("
+    "SELECT id FROM auto_replies"
+    " WHERE settled_at < now() - $1::float8 * interval '1 second'"
+    " ORDER BY settled_at LIMIT $2 FOR UPDATE SKIP LOCKED))"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
@@ -85,6 +95,7 @@ class RetentionPolicy:
             ("failed inbox rows", DELETE_FAILED, failed_s),
             ("orphan inbox rows", DELETE_ORPHANS, inbox_s),
             ("message patches", DELETE_PATCHES, inbox_s),
+            ("settled auto-replies", DELETE_AUTO_REPLIES, failed_s),
         ]
 
 

@@ -10,13 +10,14 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from ..actors.facade import UserRef, encode_export_line
+from ..actors.facade import AutoReplyUnavailable, UserRef, encode_export_line
 from ..core.errors import BadCursor
 from ..core.views import instance_view
 from ..core.webhook import WebhookError, decode_json
 from .auth import bearer_token
 from .context import context, user_tokens
 from .errors import ApiError
+from .settings import parse_settings
 
 api = Blueprint("api", __name__, url_prefix="/api/whatsapp")
 
@@ -100,35 +101,20 @@ async def send_message() -> tuple[dict[str, Any], int]:
     return {"message": message}, 202
 
 
-MAX_PROMPT = 4000
-_SETTINGS = {"auto_reply", "auto_reply_prompt"}
-
-
 @api.patch("/settings")
 async def change_settings() -> dict[str, Any]:
     user = await current_user()
-    body = await _json_object()
-    unknown = sorted(set(body) - _SETTINGS)
-    if unknown:
-        raise ApiError(400, "invalid_settings", f"Unknown settings: {', '.join(unknown)}.")
-    if not body:
-        raise ApiError(400, "invalid_settings", "Give `auto_reply`, `auto_reply_prompt` or both.")
-    auto_reply, prompt = body.get("auto_reply"), body.get("auto_reply_prompt")
-    if "auto_reply" in body and not isinstance(auto_reply, bool):
-        raise ApiError(400, "invalid_settings", "`auto_reply` must be true or false.")
-    if "auto_reply_prompt" in body:
-        if not isinstance(prompt, str):
-            raise ApiError(400, "invalid_settings", "`auto_reply_prompt` must be a string.")
-        if len(prompt) > MAX_PROMPT:
-            raise ApiError(
-                400,
-                "invalid_settings",
-                f"`auto_reply_prompt` is longer than {MAX_PROMPT} characters.",
-            )
-        if "\x00" in prompt:
-            raise ApiError(400, "invalid_settings", "`auto_reply_prompt` contains a NUL character.")
+    change = parse_settings(await _json_object())  # web/settings.py: the one validator
     actors = context().actors
-    snapshot = await actors.change_settings(user, auto_reply=auto_reply, auto_reply_prompt=prompt)
+    try:
+        snapshot = await actors.change_settings(
+            user,
+            auto_reply=change.auto_reply,
+            auto_reply_prompt=change.prompt,
+            limits=change.limits,
+        )
+    except AutoReplyUnavailable as exc:
+        raise ApiError(409, "auto_reply_unavailable", str(exc)) from None
     return {"instance": instance_view(snapshot, actors.now())}
 
 

@@ -107,6 +107,10 @@ def register_control(app: QuartTrio, sim: Simulator) -> None:
     async def sent() -> Response:
         return json_response(sim.sent)
 
+    @app.get("/_sim/presences")
+    async def presences() -> Response:
+        return json_response(sim.presences)
+
     @app.get("/_sim/requests")
     async def requests() -> Response:
         return json_response(

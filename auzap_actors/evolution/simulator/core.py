@@ -87,6 +87,7 @@ class Simulator:
         )
         self.faults = Faults()
         self.sent: list[dict[str, Any]] = []
+        self.presences: list[dict[str, Any]] = []  # /chat/sendPresence calls, oldest first
         self._dirty = trio.Event()
         self.requests_total = 0
         self.by_route: Counter[str] = Counter()
@@ -397,6 +398,7 @@ class Simulator:
         self.instances.clear()
         self.faults = Faults()
         self.sent.clear()
+        self.presences.clear()
         self.requests_total = 0
         self.by_route.clear()
         self.in_flight.clear()

@@ -81,6 +81,27 @@ def send_text(sim: Simulator, inst: Instance, number: str, text: str) -> dict[st
     return record
 
 
+def send_presence(
+    sim: Simulator, inst: Instance, number: str, presence: str, delay_ms: int
+) -> dict[str, Any]:
+    """``POST /chat/sendPresence``: a per-chat typing indicator (facts §2.9).  The real server
+    shows it for ``delay`` ms before answering; the simulator records it and answers at once."""
+    if inst.state != "open":
+        raise SimHTTPError(400, [f'The "{inst.name}" instance is not connected'])
+    jid = normalize_number(number)
+    sim.presences.append(
+        {
+            "instance": inst.name,
+            "number": number,
+            "remote_jid": jid,
+            "presence": presence,
+            "delay": delay_ms,
+            "at": now_iso(),
+        }
+    )
+    return {"presence": presence}
+
+
 async def _acks(inst: Instance, sim: Simulator, record: dict[str, Any]) -> None:
     row_id = new_row_id()
     for status in ("SERVER_ACK", "DELIVERY_ACK"):

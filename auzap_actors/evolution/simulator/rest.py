@@ -16,7 +16,12 @@ from quart_trio import QuartTrio
 from . import messages
 from .core import Simulator
 from .model import INTEGRATION, Instance, SimHTTPError
-from .validation import validate_create, validate_send_text, validate_set_webhook
+from .validation import (
+    validate_create,
+    validate_send_presence,
+    validate_send_text,
+    validate_set_webhook,
+)
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -161,3 +166,9 @@ def register_rest(app: QuartTrio, sim: Simulator) -> None:
         inst = instance_for(instance)
         number, text = validate_send_text(await _body())
         return json_response(messages.send_text(sim, inst, number, text), 201)
+
+    @app.post("/chat/sendPresence/<instance>")
+    async def send_presence(instance: str) -> Response:
+        inst = instance_for(instance)
+        number, presence, delay = validate_send_presence(await _body())
+        return json_response(messages.send_presence(sim, inst, number, presence, delay), 201)

@@ -115,3 +115,25 @@ def validate_send_text(body: Any) -> tuple[str, str]:
     if not body["number"].strip():
         raise SimHTTPError(400, ["number does not meet minimum length of 1"])
     return body["number"], body["text"]
+
+
+PRESENCES = ("available", "unavailable", "composing", "recording", "paused")
+
+
+def validate_send_presence(body: Any) -> tuple[str, str, int]:
+    """``POST /chat/sendPresence``: ``{number, presence, delay}`` (facts §2.9)."""
+    if not isinstance(body, dict):
+        raise SimHTTPError(400, ["instance is not of a type(s) object"])
+    errors: list[str] = []
+    _require(errors, body, "", "number")
+    _require(errors, body, "", "presence")
+    _check_type(errors, body, "", "number", str)
+    _check_type(errors, body, "", "presence", str)
+    if errors:
+        raise SimHTTPError(400, errors)
+    if body["presence"] not in PRESENCES:
+        raise SimHTTPError(400, [f"presence must be one of {', '.join(PRESENCES)}"])
+    delay = body.get("delay", 0)
+    if not isinstance(delay, int) or isinstance(delay, bool) or delay < 0:
+        raise SimHTTPError(400, ["delay must be a non-negative integer"])
+    return body["number"], body["presence"], delay
