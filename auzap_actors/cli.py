@@ -81,6 +81,12 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import command as bench
+
+    return bench.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auzap-actors", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True, help="user UUID (claim sub)")
     token.add_argument("--org", help="organization UUID")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    from .bench import command as bench
+
+    bench.add_parser(sub)
     return parser
 
 
@@ -106,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "evolution-sim": _evolution_sim,
         "token": _token,
+        "bench": _bench,
     }
     try:
         return handlers[args.command](args)
