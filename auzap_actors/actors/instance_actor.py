@@ -39,7 +39,8 @@ from ..core.instance import (
     send_refusal,
     step,
 )
-from ..core.routing import Records, StateChange, Unhandled, classify
+from ..core.payloads import Batch
+from ..core.routing import Records, Route, StateChange, Unhandled, classify
 from ..core.state import CallConnect, CallLogout, ConnectRequested, LogoutRequested
 from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
@@ -71,6 +72,8 @@ log = logging.getLogger(__name__)
 # A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
 # behind it wait at most that long.
 ROW_RETRY_S = 0.1
+# Rows fetched, and at most applied in one transaction, at a time.
+GROUP_ROWS = 200
 
 
 class Started(Protocol):
@@ -242,16 +245,55 @@ class InstanceActor:
     # ---- the webhook inbox -----------------------------------------------------------------
 
     async def _drain_inbox(self) -> None:
-        """Apply this instance's stored webhook rows in arrival order."""
+        """Apply this instance's stored webhook rows in arrival order.
+
+        Consecutive rows that only store records (messages, receipts, contacts, ...) or store
+        nothing (invalid, unhandled) are applied as one group in one transaction; a state
+        change goes through the step on its own, after the group before it."""
         self.mailbox.answer_doorbell()
         pool = self.deps.pool
         while True:
-            rows = await inbox.fetch_pending(pool, self.name, self._inbox_cursor)
+            rows = await inbox.fetch_pending(pool, self.name, self._inbox_cursor, GROUP_ROWS)
             if not rows:
                 return
+            group: list[tuple[inbox.InboxRow, Route | WebhookError]] = []
             for row in rows:
+                route = _route(row)
+                if isinstance(route, StateChange):
+                    await self._apply_group(group)
+                    group = []
+                    self._inbox_cursor = row.id
+                    await self._apply_row(row)
+                else:
+                    group.append((row, route))
+            await self._apply_group(group)
+
+    async def _apply_group(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
+        if not group:
+            return
+        batches: list[tuple[int, Batch]] = []
+        settled: list[tuple[int, str, str | None]] = []
+        for row, route in group:
+            if isinstance(route, Records):
+                batches.append((row.id, route.batch))
+            elif isinstance(route, WebhookError):
+                settled.append((row.id, "invalid", route.message))
+            else:
+                settled.append((row.id, "unhandled", None))
+        try:
+            await messaging.apply_rows(self.deps, self.snapshot, batches, settled)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Something in the group fails: apply its rows one at a time, so the bad one is
+            # retried and settled alone (its error is logged there).
+            log.info("a group of %d rows of %s failed; applying them one by one", len(group),
+                     self.name)  # fmt: skip
+            for row, _ in group:
                 self._inbox_cursor = row.id
                 await self._apply_row(row)
+            return
+        self._inbox_cursor = group[-1][0].id
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
         """Apply one row, retried in place (the rows behind it wait) until it is applied or
@@ -286,16 +328,22 @@ class InstanceActor:
 
     async def _apply_row_once(self, row: inbox.InboxRow) -> None:
         pool = self.deps.pool
-        data = row.payload.get("data") if isinstance(row.payload, dict) else None
-        try:
-            route = classify(row.event, data)
-        except WebhookError as exc:
-            await inbox.mark_done(pool, row.id, "invalid", exc.message)
-            return
+        route = _route(row)
         match route:
+            case WebhookError() as exc:
+                await inbox.mark_done(pool, row.id, "invalid", exc.message)
             case Records(batch=batch):
                 await messaging.apply_batch(self.deps, self.snapshot, batch, inbox_row=row.id)
             case StateChange(event=event):
                 await self.feed(event, inbox_row=row.id)
             case Unhandled():
                 await inbox.mark_done(pool, row.id, "unhandled")
+
+
+def _route(row: inbox.InboxRow) -> Route | WebhookError:
+    """What a stored row is (parsing is pure and cheap enough to redo on a retry)."""
+    data = row.payload.get("data") if isinstance(row.payload, dict) else None
+    try:
+        return classify(row.event, data)
+    except WebhookError as exc:
+        return exc

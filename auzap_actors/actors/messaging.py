@@ -31,6 +31,30 @@ async def apply_batch(
     return applied
 
 
+async def apply_rows(
+    deps: ActorDeps,
+    snapshot: InstanceSnapshot,
+    batches: list[tuple[int, Batch]],
+    settled: list[tuple[int, str, str | None]],
+) -> None:
+    """Store many inbox rows' batches and settle every row (those and `settled`, rows that
+    store nothing: invalid, unhandled) in ONE transaction, then publish in row order.
+
+    One commit per group instead of per row: the apply rate is bound by round trips and
+    commits, not by the work of each event.  Any error rolls the whole group back; the caller
+    then applies its rows one by one, so a bad row is still isolated and retried alone."""
+    results: list[Applied] = []
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            for _, batch in batches:
+                results.append(await BatchWriter(conn, snapshot.instance_name).apply(batch))
+            await inbox.mark_many_done(
+                conn, [(row_id, "applied", None) for row_id, _ in batches] + settled
+            )
+    for applied in results:
+        _publish(deps, snapshot, applied)
+
+
 def _publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:
     hub = deps.hub
     for message in applied.new_messages:
