@@ -14,6 +14,7 @@ from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
 from ..store import inbox
 from ..store import messages as messages_store
+from ..store.bulk import apply_simple, is_simple
 from ..store.messages import Applied, BatchWriter
 from .deps import ActorDeps
 
@@ -44,10 +45,20 @@ async def apply_rows(
     commits, not by the work of each event.  Any error rolls the whole group back; the caller
     then applies its rows one by one, so a bad row is still isolated and retried alone."""
     results: list[Applied] = []
+    name = snapshot.instance_name
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
+            run: list[Batch] = []  # consecutive simple batches: set-based statements
             for _, batch in batches:
-                results.append(await BatchWriter(conn, snapshot.instance_name).apply(batch))
+                if is_simple(batch):
+                    run.append(batch)
+                    continue
+                if run:
+                    results.append(await apply_simple(conn, name, run))
+                    run = []
+                results.append(await BatchWriter(conn, name).apply(batch))
+            if run:
+                results.append(await apply_simple(conn, name, run))
             await inbox.mark_many_done(
                 conn, [(row_id, "applied", None) for row_id, _ in batches] + settled
             )
