@@ -13,6 +13,7 @@ import pytest
 from auzap_actors.core.payloads import (
     STATUS_RANK,
     Batch,
+    ContactRecord,
     Edit,
     MessageRecord,
     Presence,
@@ -49,6 +50,14 @@ def _message(rng: random.Random) -> MessageRecord:
 
 def _batch(rng: random.Random) -> Batch:
     return Batch(
+        contacts=tuple(
+            ContactRecord(
+                rng.choice(CHATS),
+                push_name=rng.choice([None, "Ana", "Dora"]),
+                profile_pic_url=rng.choice([None, "https://pps.whatsapp.net/a.jpg", ""]),
+            )
+            for _ in range(rng.choice([0, 0, 1]))
+        ),
         messages=tuple(_message(rng) for _ in range(rng.choice([0, 1, 1, 1, 2]))),
         receipts=tuple(
             Receipt(f"3EB0{rng.randrange(30):04d}", rng.random() < 0.5, rng.choice(STATUSES))

@@ -21,13 +21,14 @@ from .messages import Applied, BatchWriter
 from .views import MESSAGE_COLUMNS, message_view
 
 UPSERT_CONTACTS = (
-    "INSERT INTO contacts AS c (instance_name, jid, lid, phone_number, push_name)"
-    " SELECT $1, u.jid, (SELECT a.lid FROM jid_aliases a WHERE a.instance_name = $1"
-    " AND a.phone_jid = u.jid LIMIT 1), u.phone, u.push_name"
-    " FROM unnest($2::text[], $3::text[], $4::text[]) AS u(jid, phone, push_name)"
+    "INSERT INTO contacts AS c (instance_name, jid, lid, phone_number, push_name,"
+    " profile_pic_url) SELECT $1, u.jid, (SELECT a.lid FROM jid_aliases a"
+    " WHERE a.instance_name = $1 AND a.phone_jid = u.jid LIMIT 1), u.phone, u.push_name, u.pic"
+    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(jid, phone, push_name, pic)"
     " ON CONFLICT (instance_name, jid) DO UPDATE SET lid = coalesce(c.lid, EXCLUDED.lid),"
-    " push_name = coalesce(EXCLUDED.push_name, c.push_name), updated_at = now()"
-    " RETURNING c.id, c.jid"
+    " push_name = coalesce(EXCLUDED.push_name, c.push_name),"
+    " profile_pic_url = coalesce(EXCLUDED.profile_pic_url, c.profile_pic_url),"
+    " updated_at = now() RETURNING c.id, c.jid"
 )
 UPSERT_CONVERSATIONS = (
     "INSERT INTO conversations AS v (instance_name, remote_jid, is_group, contact_id)"
@@ -98,9 +99,11 @@ Key = tuple[str, bool]  # (WhatsApp id, from_me)
 
 def is_simple(batch: Batch) -> bool:
     """Whether `apply_simple` can take this batch (else `BatchWriter` does)."""
-    if not batch.live or batch.aliases or batch.contacts or batch.chats or batch.groups:
+    if not batch.live or batch.aliases or batch.chats or batch.groups:
         return False
     if batch.edits or batch.deleted_chats:
+        return False
+    if any(is_lid(c.jid) for c in batch.contacts):
         return False
     if any(is_lid(m.chat_jid) or is_lid(m.sender_jid) for m in batch.messages):
         return False
@@ -132,10 +135,11 @@ def _runs(batches: list[Batch]) -> list[list[Batch]]:
 
 async def _apply_run(conn: Any, instance: str, batches: list[Batch], applied: Applied) -> None:
     messages = [m for batch in batches for m in batch.messages]
+    contact_ids = await _upsert_contacts(conn, instance, batches)
     # Each receipt, and each message already stored, moves a status forward.
     advances: list[tuple[str, bool, str]] = []
     if messages:
-        advances += await _store_messages(conn, instance, messages, applied)
+        advances += await _store_messages(conn, instance, messages, contact_ids, applied)
     advances += [(r.wa_id, r.from_me, r.status) for batch in batches for r in batch.receipts]
     if advances:
         await _advance(conn, instance, advances, applied)
@@ -151,27 +155,45 @@ async def _apply_run(conn: Any, instance: str, batches: list[Batch], applied: Ap
             )
 
 
+async def _upsert_contacts(conn: Any, instance: str, batches: list[Batch]) -> dict[str, int]:
+    """The batches' contacts and the people of their one-to-one chats, in one statement: each
+    named by the last push name (and picture) given, as one upsert after another would."""
+    people: dict[str, tuple[str | None, str | None]] = {}
+
+    def see(jid: str, name: str | None, picture: str | None) -> None:
+        old_name, old_picture = people.get(jid, (None, None))
+        people[jid] = (
+            name if name is not None else old_name,
+            picture if picture is not None else old_picture,
+        )
+
+    for batch in batches:
+        for contact in batch.contacts:
+            see(contact.jid, contact.push_name, contact.profile_pic_url)
+        for m in batch.messages:
+            if not m.is_group:
+                see(m.chat_jid, None if m.from_me else m.push_name, None)
+    if not people:
+        return {}
+    rows = await conn.fetch(
+        UPSERT_CONTACTS,
+        instance,
+        list(people),
+        [phone_of(jid) for jid in people],
+        [name for name, _ in people.values()],
+        [picture for _, picture in people.values()],
+    )
+    return {r["jid"]: r["id"] for r in rows}
+
+
 async def _store_messages(
-    conn: Any, instance: str, messages: list[MessageRecord], applied: Applied
+    conn: Any,
+    instance: str,
+    messages: list[MessageRecord],
+    contact_ids: dict[str, int],
+    applied: Applied,
 ) -> list[tuple[str, bool, str]]:
     """Insert the messages not stored yet; returns the status advances of the others."""
-    # A contact per one-to-one chat, named by the last push name its messages carry.
-    names: dict[str, str | None] = {}
-    for m in messages:
-        if not m.is_group:
-            name = None if m.from_me else m.push_name
-            if name is not None or m.chat_jid not in names:
-                names[m.chat_jid] = name if name is not None else names.get(m.chat_jid)
-    contact_ids: dict[str, int] = {}
-    if names:
-        rows = await conn.fetch(
-            UPSERT_CONTACTS,
-            instance,
-            list(names),
-            [phone_of(jid) for jid in names],
-            list(names.values()),
-        )
-        contact_ids = {r["jid"]: r["id"] for r in rows}
     chats = {m.chat_jid: m.is_group for m in messages}
     rows = await conn.fetch(
         UPSERT_CONVERSATIONS,
