@@ -148,6 +148,12 @@ def _import(args: argparse.Namespace) -> int:
     return _tool(lambda: run_import(settings, args.file, sys.stdout, None), settings)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import command as bench
+
+    return bench.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auzap-actors", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--org", help="organization UUID")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     _tool_parsers(sub)
+    from .bench import command as bench
+
+    bench.add_parser(sub)
     return parser
 
 
@@ -203,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "instances": _instances,
         "export": _export,
         "import": _import,
+        "bench": _bench,
     }
     try:
         return handlers[args.command](args)

@@ -117,6 +117,9 @@ class Settings:
     # Demo mode: random secrets, the built-in simulator, a login that mints tokens.  Only when
     # nothing real is configured (or AUZAP_DEMO=1 with nothing real beside it).
     demo: bool = False
+    # `POST /_bench/noop` (reads the body, answers like a webhook): the HTTP ceiling that
+    # `auzap-actors bench ingest` measures beside the real route.  Off unless asked for.
+    bench_noop: bool = False
 
     def public_base_url(self, bound_port: int) -> str:
         """The base URL Evolution must call back (WEBHOOK_URL or our own listener)."""
@@ -386,6 +389,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_issuer=env.get("AUZAP_JWT_ISSUER", "").strip() or None,
         jwks_refresh_s=_float(env, "AUZAP_JWKS_REFRESH_S", 60.0, 0.1, 86400.0),
         demo=demo,
+        bench_noop=_bool(env, "AUZAP_BENCH_NOOP", False),
         inbox_retention_days=inbox_days,
         # By default failed rows stay 30 days, or as long as the others when that is longer.
         inbox_failed_retention_days=_int(

@@ -43,7 +43,8 @@ from ..core.instance import (
     send_refusal,
     step,
 )
-from ..core.routing import Records, StateChange, Unhandled, classify
+from ..core.payloads import Batch
+from ..core.routing import Records, Route, StateChange, Unhandled, classify
 from ..core.state import CallConnect, CallLogout, ConnectRequested, LogoutRequested
 from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
@@ -80,6 +81,8 @@ log = logging.getLogger(__name__)
 # A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
 # behind it wait at most that long.
 ROW_RETRY_S = 0.1
+# Rows fetched, and at most applied in one transaction, at a time.
+GROUP_ROWS = 200
 
 
 class Started(Protocol):
@@ -325,18 +328,71 @@ class InstanceActor:
     # ---- the webhook inbox -----------------------------------------------------------------
 
     async def _drain_inbox(self) -> None:
-        """Apply this instance's stored webhook rows in arrival order."""
+        """Apply this instance's stored webhook rows in arrival order.
+
+        Consecutive rows that only store records (messages, receipts, contacts, ...) or store
+        nothing (invalid, unhandled) are applied as one group in one transaction; a state
+        change goes through the step on its own, after the group before it."""
         self.mailbox.answer_doorbell()
         pool = self.deps.pool
         while True:
-            rows = await inbox.fetch_pending(pool, self.name, self._inbox_cursor)
+            rows = await inbox.fetch_pending(pool, self.name, self._inbox_cursor, GROUP_ROWS)
             if not rows:
                 return
+            group: list[tuple[inbox.InboxRow, Route | WebhookError]] = []
             for row in rows:
+                route = _route(row)
+                if isinstance(route, StateChange):
+                    await self._apply_group(group)
+                    group = []
+                    self._inbox_cursor = row.id
+                    with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                        await self._apply_row(row)
+                else:
+                    group.append((row, route))
+            await self._apply_group(group)
+
+    async def _apply_group(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
+        if not group:
+            return
+        batches: list[tuple[int, Batch]] = []
+        settled: list[tuple[int, str, str | None]] = []
+        for row, route in group:
+            if isinstance(route, Records):
+                batches.append((row.id, route.batch))
+            elif isinstance(route, WebhookError):
+                settled.append((row.id, "invalid", route.message))
+            else:
+                settled.append((row.id, "unhandled", None))
+        started = trio.current_time()
+        self._decided = False
+        try:
+            await messaging.apply_rows(
+                self.deps, self.snapshot, batches, settled, within=self._decide_replies
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Something in the group fails: apply its rows one at a time, so the bad one is
+            # retried and settled alone (its error is logged there).
+            log.info("a group of %d rows of %s failed; applying them one by one", len(group),
+                     self.name)  # fmt: skip
+            for row, _ in group:
                 self._inbox_cursor = row.id
                 # The row's work is logged under the id of the request that stored it.
                 with bind_correlation(row.request_id or f"inbox-{row.id}"):
                     await self._apply_row(row)
+            return
+        self._inbox_cursor = group[-1][0].id
+        for row, route in group:
+            outcome = (
+                "applied"
+                if isinstance(route, Records)
+                else ("invalid" if isinstance(route, WebhookError) else "unhandled")
+            )
+            self._settled(row, outcome, started)
+        if self._decided:
+            self._composer.wake()  # after the commit, so that it sees the rows
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
         """Apply one row, retried in place (the rows behind it wait) until it is applied or
@@ -381,12 +437,7 @@ class InstanceActor:
     async def _apply_row_once(self, row: inbox.InboxRow) -> str:
         """Apply one row; returns how it was settled."""
         pool = self.deps.pool
-        data = row.payload.get("data") if isinstance(row.payload, dict) else None
-        try:
-            route = classify(row.event, data)
-        except WebhookError as exc:
-            await inbox.mark_done(pool, row.id, "invalid", exc.message)
-            return "invalid"
+        route = _route(row)
         match route:
             case Records(batch=batch):
                 self._decided = False
@@ -400,4 +451,16 @@ class InstanceActor:
             case Unhandled():
                 await inbox.mark_done(pool, row.id, "unhandled")
                 return "unhandled"
+            case WebhookError() as exc:
+                await inbox.mark_done(pool, row.id, "invalid", exc.message)
+                return "invalid"
         return "applied"
+
+
+def _route(row: inbox.InboxRow) -> Route | WebhookError:
+    """What a stored row is (parsing is pure and cheap enough to redo on a retry)."""
+    data = row.payload.get("data") if isinstance(row.payload, dict) else None
+    try:
+        return classify(row.event, data)
+    except WebhookError as exc:
+        return exc

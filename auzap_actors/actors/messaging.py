@@ -15,6 +15,7 @@ from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
 from ..store import inbox
 from ..store import messages as messages_store
+from ..store.bulk import apply_simple, is_simple
 from ..store.messages import Applied, BatchWriter
 from .deps import ActorDeps
 
@@ -41,6 +42,54 @@ async def apply_batch(
                 await inbox.mark_done(conn, inbox_row, "applied")
     publish(deps, snapshot, applied)
     return applied
+
+
+async def apply_rows(
+    deps: ActorDeps,
+    snapshot: InstanceSnapshot,
+    batches: list[tuple[int, Batch]],
+    settled: list[tuple[int, str, str | None]],
+    *,
+    within: WithinBatch | None = None,
+) -> None:
+    """Store many inbox rows' batches and settle every row (those and `settled`, rows that
+    store nothing: invalid, unhandled) in ONE transaction, then publish in row order.
+
+    One commit per group instead of per row: the apply rate is bound by round trips and
+    commits, not by the work of each event.  Any error rolls the whole group back; the caller
+    then applies its rows one by one, so a bad row is still isolated and retried alone.
+    `within` runs once in that transaction, after every batch, with all they changed."""
+    results: list[Applied] = []
+    name = snapshot.instance_name
+    async with deps.pool.acquire() as conn:
+        async with conn.transaction():
+            run: list[Batch] = []  # consecutive simple batches: set-based statements
+            for _, batch in batches:
+                if is_simple(batch):
+                    run.append(batch)
+                    continue
+                if run:
+                    results.append(await apply_simple(conn, name, run))
+                    run = []
+                results.append(await BatchWriter(conn, name).apply(batch))
+            if run:
+                results.append(await apply_simple(conn, name, run))
+            if within is not None:
+                await within(conn, _merged(results))
+            await inbox.mark_many_done(
+                conn, [(row_id, "applied", None) for row_id, _ in batches] + settled
+            )
+    for applied in results:
+        publish(deps, snapshot, applied)
+
+
+def _merged(results: list[Applied]) -> Applied:
+    merged = Applied()
+    for applied in results:
+        merged.new_messages += applied.new_messages
+        merged.status_changes += applied.status_changes
+        merged.presences += applied.presences
+    return merged
 
 
 def publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:

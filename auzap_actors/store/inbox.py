@@ -25,6 +25,7 @@ __all__ = [
     "OrphanMarks",
     "fetch_pending",
     "mark_done",
+    "mark_many_done",
     "mark_orphans",
     "payload_text",
     "pending_instance_names",
@@ -70,6 +71,22 @@ async def mark_done(db: Any, row_id: int, outcome: str, error: str | None = None
         row_id,
         outcome,
         error,
+    )
+
+
+async def mark_many_done(db: Any, settled: list[tuple[int, str, str | None]]) -> None:
+    """Settle many rows at once: (row id, outcome, error) each, one statement."""
+    if not settled:
+        return
+    ids, outcomes, errors = zip(*settled, strict=True)
+    await db.execute(
+        "UPDATE webhook_inbox AS w SET applied_at = now(), outcome = s.outcome,"
+        " last_error = s.error, attempts = w.attempts + 1"
+        " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS s(id, outcome, error)"
+        " WHERE w.id = s.id",
+        list(ids),
+        list(outcomes),
+        list(errors),
     )
 
 

@@ -164,6 +164,10 @@ class BatchWriter(ConversationWriter):
             wa_id,
             from_me,
         )
+        await self.apply_patches(wa_id, from_me, patches)
+
+    async def apply_patches(self, wa_id: str, from_me: bool, patches: list[Any]) -> None:
+        """Fold patches taken off `message_patches` into the message they were waiting for."""
         for patch in patches:
             if patch["status"] and patch["from_me"] == from_me:
                 await self._advance(wa_id, from_me, patch["status"], announce=False)

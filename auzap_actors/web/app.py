@@ -26,6 +26,7 @@ from .admin import admin
 from .api import api
 from .asgi import WEBHOOK_PREFIX, BoundedHTTPConnection, body_limit
 from .auth import AuthError, UserTokens
+from .bench import bench
 from .context import EXTENSION, TOKENS, WebContext
 from .demo import demo
 from .errors import ApiError, error_response
@@ -76,6 +77,8 @@ def create_app(svc: WebContext) -> QuartTrio:
         app.register_blueprint(blueprint)
     if svc.settings.demo:
         app.register_blueprint(demo)
+    if svc.settings.bench_noop:
+        app.register_blueprint(bench)
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
