@@ -48,7 +48,8 @@ def _facts(**changes: object) -> ReplyFacts:
 
 def test_a_text_is_decided_and_later_ones_of_its_chat_fold_into_it() -> None:
     effects = decide(True, AutoReplyLimits(), (_text(1), _text(2), _text(3)), _facts(), NOW)
-    assert effects == [RecordReply("W1", CHATS[0], NOW + 3.0)]
+    # One reply answering all three (the record counts them: `answers`).
+    assert effects == [RecordReply("W1", CHATS[0], NOW + 3.0, answers=3)]
     waiting = ChatFacts(open_reply=7, open_reply_first_at=NOW - 1)
     effects = decide(True, AutoReplyLimits(), (_text(4),), _facts(chats={CHATS[0]: waiting}), NOW)
     assert effects == [ExtendReply(7, NOW + 3.0)]
@@ -241,3 +242,4 @@ def test_limits_hold_and_every_candidate_is_accounted_for(
     folded_in_batch = len(candidates) - outcomes
     assert folded_in_batch >= 0
     assert folded_in_batch <= len(candidates) - len(by_chat)
+

@@ -149,8 +149,8 @@ async def decide_in_transaction(
     woke = False
     for effect in effects:
         match effect:
-            case RecordReply(trigger_wa_id=wa_id, chat_jid=chat, due_at=due):
-                if await rows.record(conn, name, wa_id, chat, due, now) is not None:
+            case RecordReply(trigger_wa_id=wa_id, chat_jid=chat, due_at=due, answers=answers):
+                if await rows.record(conn, name, wa_id, chat, due, now, answers) is not None:
                     config.stats.count("decided")
                     woke = True
             case ExtendReply(reply_id=reply_id, due_at=due):

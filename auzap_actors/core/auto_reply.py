@@ -151,6 +151,7 @@ class RecordReply:
     trigger_wa_id: str
     chat_jid: str
     due_at: float
+    answers: int = 1  # the trigger, and the later messages of its batch folded into it
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +285,11 @@ def _resolve_placeholders(effects: list[ReplyEffect]) -> list[ReplyEffect]:
             target = -effect.reply_id - 1
             recorded = out[target]
             assert isinstance(recorded, RecordReply)
-            out[target] = replace(recorded, due_at=max(recorded.due_at, effect.due_at))
+            out[target] = replace(
+                recorded,
+                due_at=max(recorded.due_at, effect.due_at),
+                answers=recorded.answers + 1,
+            )
     return [e for e in out if not (isinstance(e, ExtendReply) and e.reply_id < 0)]
 
 

@@ -87,18 +87,26 @@ async def replies_last_day(conn: Any, instance: str, now: float) -> int:
 
 
 async def record(
-    conn: Any, instance: str, trigger_wa_id: str, chat_jid: str, due_at: float, now: float
+    conn: Any,
+    instance: str,
+    trigger_wa_id: str,
+    chat_jid: str,
+    due_at: float,
+    now: float,
+    answers: int = 1,
 ) -> int | None:
-    """A decision to reply; None when one exists for that message already (a replay)."""
+    """A decision to reply (to `answers` messages); None when one exists for that message
+    already (a replay)."""
     reply_id: int | None = await conn.fetchval(
         "INSERT INTO auto_replies (instance_name, trigger_wa_id, chat_jid, state, due_at,"
-        " decided_at) VALUES ($1, $2, $3, 'decided', $4, $5)"
+        " decided_at, answers) VALUES ($1, $2, $3, 'decided', $4, $5, $6)"
         " ON CONFLICT (instance_name, trigger_wa_id) DO NOTHING RETURNING id",
         instance,
         trigger_wa_id,
         chat_jid,
         _ts(due_at),
         _ts(now),
+        answers,
     )
     return reply_id
 
