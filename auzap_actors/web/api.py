@@ -133,6 +133,16 @@ async def change_settings() -> dict[str, Any]:
     return {"instance": instance_view(snapshot, actors.now())}
 
 
+@api.get("/settings")
+async def read_settings() -> dict[str, Any]:
+    """The settings PATCH changes, as stored (the prompt is not part of InstanceView)."""
+    user = await current_user()
+    snapshot = await context().actors.find_user_instance(user)
+    if snapshot is None:
+        raise ApiError(404, "not_found", "You have no WhatsApp instance yet; connect first.")
+    return {"auto_reply": snapshot.auto_reply, "auto_reply_prompt": snapshot.auto_reply_prompt}
+
+
 def _page_args() -> tuple[int, str | None]:
     raw_limit = request.args.get("limit", "50")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
