@@ -166,7 +166,7 @@ function toast(n) {
     el("div", { class: "t-title" }, n.title || ""),
     close,
     el("div", { class: "t-message" }, n.message || ""));
-  if (n.action === "reconnect") {
+  if (n.action === "reconnect" && !(state.instance && state.instance.status === "open")) {
     const button = el("button", { class: "btn primary small", type: "button", "data-action": "reconnect" }, "Reconnect now");
     button.addEventListener("click", async () => {
       button.disabled = true; button.textContent = "Reconnecting…";
@@ -344,8 +344,12 @@ function setInstance(view) {
   const before = state.instance && state.instance.status;
   state.instance = view;
   if (view && view.status === "open" && before !== "open") {
-    // Connected: the "Reconnect now" buttons of older toasts have nothing left to do.
-    for (const b of document.querySelectorAll('.toast [data-action="reconnect"]')) b.closest(".toast").remove();
+    // Connected: the problems older toasts reported are solved, their buttons have nothing to do.
+    for (const b of document.querySelectorAll('.toast [data-action="reconnect"]')) {
+      const node = b.closest(".toast");
+      if (node.dataset.level === "warning" || node.dataset.level === "error") node.remove();
+      else b.closest(".t-actions").remove();
+    }
   }
   render();
 }
@@ -426,6 +430,7 @@ async function selectConversation(id) {
   state.messages.clear();
   state.nextMessages = null;
   render();
+  renderConversations();
   $("messages").replaceChildren();
   await loadMessages(id);
   $("compose").focus();
@@ -444,11 +449,13 @@ async function loadMessages(id, before) {
     if (err.status !== 0) failToast(err, "Could not load the messages");
   }
 }
-function mergeMessage(m) {
-  const old = state.messages.get(m.id);
-  if (old && STATUS_RANK[old.status] > STATUS_RANK[m.status] && m.status !== "deleted") m = Object.assign({}, m, { status: old.status });
-  state.messages.set(m.id, m);
+/* Statuses only move forward: a late copy of a message (the send's answer after its receipts)
+   keeps the newer status. */
+function keepStatus(old, m) {
+  if (old && STATUS_RANK[old.status] > STATUS_RANK[m.status]) return Object.assign({}, m, { status: old.status });
+  return m;
 }
+function mergeMessage(m) { state.messages.set(m.id, keepStatus(state.messages.get(m.id), m)); }
 
 function onMessage(m) {
   const c = state.conversations.find((x) => x.id === m.conversation_id);
@@ -458,10 +465,12 @@ function onMessage(m) {
   }
   if (!c) { refreshConversations(); }
   else {
-    if (!c.last_message_at || Date.parse(m.timestamp) >= Date.parse(c.last_message_at)) {
+    const repeat = c.last_message && c.last_message.id === m.id;  // an echo, or a frame seen twice
+    if (repeat) c.last_message = keepStatus(c.last_message, m);
+    else if (!c.last_message_at || Date.parse(m.timestamp) >= Date.parse(c.last_message_at)) {
       c.last_message = m; c.last_message_at = m.timestamp;
     }
-    if (!m.from_me && m.conversation_id !== state.selected) c.unread_count = (c.unread_count || 0) + 1;
+    if (!repeat && !m.from_me && m.conversation_id !== state.selected) c.unread_count = (c.unread_count || 0) + 1;
     state.conversations.sort((a, b) => (Date.parse(b.last_message_at) || 0) - (Date.parse(a.last_message_at) || 0));
     renderConversations();
   }
@@ -474,11 +483,11 @@ function onMessage(m) {
 }
 function onMessageStatus(s) {
   const m = state.messages.get(s.message_id);
-  if (m && (STATUS_RANK[s.status] > STATUS_RANK[m.status])) { m.status = s.status; renderMessages(false); }
-  for (const c of state.conversations) {
-    if (c.last_message && c.last_message.id === s.message_id && STATUS_RANK[s.status] > STATUS_RANK[c.last_message.status]) {
-      c.last_message.status = s.status; renderConversations();
-    }
+  if (m && STATUS_RANK[s.status] > STATUS_RANK[m.status]) { state.messages.set(m.id, Object.assign({}, m, { status: s.status })); renderMessages(false); }
+  const c = state.conversations.find((x) => x.last_message && x.last_message.id === s.message_id);
+  if (c && STATUS_RANK[s.status] > STATUS_RANK[c.last_message.status]) {
+    c.last_message = Object.assign({}, c.last_message, { status: s.status });
+    renderConversations();
   }
 }
 function onMessageUpdate(m) {
@@ -524,14 +533,17 @@ function renderConnect(view) {
   const status = view ? view.status : "none";
   const connect = $("connect");
   const busy = status === "connecting" || status === "waiting_qr";
-  connect.textContent = status === "needs_attention" ? "Reconnect WhatsApp" : (busy ? "Get a new code" : "Connect WhatsApp");
+  // A number is known while a session that dropped comes back: no QR code is needed then.
+  const resuming = status === "connecting" && Boolean(view && view.phone_number);
+  connect.textContent = status === "needs_attention" || resuming ? "Reconnect now" : (busy ? "Get a new code" : "Connect WhatsApp");
   $("demo-scan").disabled = status !== "waiting_qr";
   const lead = { none: "Link your phone to start receiving and answering messages here.",
     disconnected: "Your WhatsApp is not connected. Connect it to receive and answer messages here.",
     connecting: "Asking WhatsApp for a QR code…",
     waiting_qr: "Scan the QR code with your phone to finish.",
     needs_attention: "WhatsApp could not reconnect by itself. Connect again to fix it." }[status];
-  if (lead) $("connect-lead").textContent = lead;
+  $("connect-lead").textContent = resuming ? `Reconnecting your WhatsApp (${formatPhone(view.phone_number)})… Your conversations are safe.` : (lead || "");
+  $("connect-title").textContent = resuming ? "Reconnecting your WhatsApp" : "Connect your WhatsApp";
   const img = $("qr"), frame = $("qr-frame");
   if (status === "waiting_qr" && view.qr_code) {
     if (img.getAttribute("src") !== view.qr_code) img.src = view.qr_code;
@@ -540,7 +552,7 @@ function renderConnect(view) {
   } else {
     img.hidden = true; img.removeAttribute("src"); $("qr-placeholder").hidden = false;
     frame.dataset.state = status === "connecting" ? "loading" : "none";
-    $("qr-placeholder-text").textContent = status === "connecting" ? "Getting a QR code…" : "The QR code appears here";
+    $("qr-placeholder-text").textContent = resuming ? "Reconnecting…" : (status === "connecting" ? "Getting a QR code…" : "The QR code appears here");
   }
   tickQr();
 }
