@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -73,11 +74,15 @@ def _shot(page: Any, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"user-{name}.png"))
 
 
-def _sign_in_with_token(page: Any, url: str, pasted: str, seen: Seen) -> None:
+def _sign_in_with_token(
+    page: Any, url: str, pasted: str, seen: Seen, shots: Path | None = None
+) -> None:
     page.goto(url)
     page.wait_for_selector("#token-input", state="visible")
     seen["demo_button_visible"] = page.is_visible("#demo-login")
     page.fill("#token-input", pasted)
+    if shots is not None:
+        _shot(page, shots, "signin")
     page.click("#token-signin")
     page.wait_for_selector("#live[data-state='live']", timeout=10_000)
 
@@ -131,7 +136,7 @@ def flow_connect_demo(page: Any, url: str, shots: Path, _: dict[str, Any]) -> Se
 def flow_incoming(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
     seen: Seen = {}
     session = {"access_token": extra["token"], "token_type": "bearer", "refresh_token": "r1"}
-    _sign_in_with_token(page, url, json.dumps(session), seen)
+    _sign_in_with_token(page, url, json.dumps(session), seen, shots)
     _wait_status(page, "open")
     seen["phone"] = page.inner_text("#account-phone")
     seen["idle"] = page.is_visible("#idle-panel")
@@ -272,11 +277,22 @@ def flow_restart(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> See
     page.wait_for_selector(_conversation(page, CARLOS), timeout=30_000)
     seen["status"] = page.inner_text("#wa-status")
     seen["carlos"] = page.inner_text(_conversation(page, CARLOS) + " .conv-preview")
+    seen["carlos_unread"] = page.inner_text(_conversation(page, CARLOS) + " .unread-badge")
     # The page still works: sending from the open conversation.
     page.fill("#compose", "Voltamos!")
     page.press("#compose", "Enter")
     page.wait_for_selector(".bubble.out:has-text('Voltamos!')[data-status='delivered']", timeout=15_000)
     _shot(page, shots, "after-restart")
+    return seen
+
+
+def flow_expiry(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
+    seen: Seen = {}
+    _sign_in_with_token(page, url, extra["token"], seen)
+    # The token runs out: the socket is closed with 4401 and the page asks to sign in again.
+    page.wait_for_selector("#token-input", state="visible", timeout=15_000)
+    seen["message"] = page.inner_text("#signin-error")
+    seen["stored"] = page.evaluate("sessionStorage.getItem('auzap-token')")
     return seen
 
 
@@ -333,6 +349,7 @@ FLOWS: dict[str, Callable[[Any, str, Path, dict[str, Any]], Seen]] = {
     "disconnect": flow_disconnect,
     "restart": flow_restart,
     "phone_keyboard": flow_phone_keyboard,
+    "expiry": flow_expiry,
 }
 PHONE_FLOWS = {"phone_keyboard"}
 
@@ -565,6 +582,10 @@ async def test_page_survives_a_restart_of_the_service(
     assert seen["offline"].startswith("Offline — reconnecting"), seen["offline"]
     assert seen["status"] == "Connected"
     assert "Chegou enquanto vocês reiniciavam" in seen["carlos"]
+    async with http(service.url) as client:
+        listed = (await client.get("/api/whatsapp/conversations", headers=auth(token))).json()
+    [carlos] = [c for c in listed["conversations"] if c["remote_jid"].startswith(CARLOS)]
+    assert seen["carlos_unread"] == str(carlos["unread_count"]), (seen, carlos)
     # Only the restart itself may have failed a request (the page's probe while it was down).
     seen["errors"] = [e for e in seen["errors"] if "ERR_CONNECTION_REFUSED" not in e]
     _assert_clean(seen, await _secrets(runner.database_url, name))
@@ -579,6 +600,18 @@ async def test_phone_screen_and_keyboard(runner: ServiceRunner, tmp_path: Path) 
     assert seen["page_width"] <= 390 and 200 <= seen["qr_width"] <= 300
     assert seen["list_visible"] is True and seen["list_hidden_in_chat"] is True
     assert seen["chat_width"] == 390 and seen["list_back"] is True
+    _assert_clean(seen, await _secrets(runner.database_url, None))
+
+
+async def test_an_expired_token_brings_back_the_sign_in(
+    runner: ServiceRunner, tmp_path: Path
+) -> None:
+    service = await runner.start()
+    token = make_token(uuid.uuid4(), exp=int(time.time()) + 4)
+    seen = await _run("expiry", service, tmp_path, token=token)
+    assert seen["message"] == "Your session has expired. Sign in again."
+    assert seen["stored"] is None
+    assert any('"type":"snapshot"' in frame for frame in seen["frames"])
     _assert_clean(seen, await _secrets(runner.database_url, None))
 
 
