@@ -158,17 +158,23 @@ def flow_incoming(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Se
     seen["typing_after_message"] = page.locator("#chat-sub.typing").count()
     ask("inbound", sender=CARLOS, text="Obrigado!", push_name="Carlos")
     page.wait_for_selector(_conversation(page, CARLOS) + ":has-text('Obrigado!')", timeout=10_000)
-    seen["bubbles"] = page.eval_on_selector_all(".bubble .body", "els => els.map(e => e.textContent)")
+    seen["bubbles"] = page.eval_on_selector_all(
+        ".bubble .body", "els => els.map(e => e.textContent)"
+    )
     seen["carlos_unread"] = page.inner_text(_conversation(page, CARLOS) + " .unread-badge")
     _shot(page, shots, "conversations")
     return seen
 
 
+# Every outgoing bubble the page draws, in order: the receipts it showed, one by one.
 STATUS_LOG = """() => {
   window.__statuses = [];
-  const note = (el) => { if (el.matches && el.matches('.bubble.out')) window.__statuses.push(el.dataset.status); };
-  new MutationObserver((records) => { for (const r of records) for (const n of r.addedNodes) note(n); })
-    .observe(document.getElementById('messages'), { childList: true });
+  const note = (el) => {
+    if (el.matches && el.matches('.bubble.out')) window.__statuses.push(el.dataset.status);
+  };
+  new MutationObserver((records) => {
+    for (const r of records) for (const n of r.addedNodes) note(n);
+  }).observe(document.getElementById('messages'), { childList: true });
 }"""
 
 
@@ -190,9 +196,7 @@ def flow_send(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
     seen["read_color"] = page.eval_on_selector(mine + " .receipt", "e => getComputedStyle(e).color")
     seen["statuses"] = page.evaluate("window.__statuses")
     seen["compose_after"] = page.input_value("#compose")
-    seen["list_receipt"] = page.get_attribute(
-        _conversation(page, BIA) + " .receipt", "data-status"
-    )
+    seen["list_receipt"] = page.get_attribute(_conversation(page, BIA) + " .receipt", "data-status")
     _shot(page, shots, "receipts")
     # Automatic replies: switch on with a prompt; the server keeps both.
     page.click("#open-settings")
@@ -281,7 +285,8 @@ def flow_restart(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> See
     # The page still works: sending from the open conversation.
     page.fill("#compose", "Voltamos!")
     page.press("#compose", "Enter")
-    page.wait_for_selector(".bubble.out:has-text('Voltamos!')[data-status='delivered']", timeout=15_000)
+    mine = ".bubble.out:has-text('Voltamos!')[data-status='delivered']"
+    page.wait_for_selector(mine, timeout=15_000)
     _shot(page, shots, "after-restart")
     return seen
 
@@ -336,6 +341,8 @@ def flow_phone_keyboard(page: Any, url: str, shots: Path, _: dict[str, Any]) -> 
     page.keyboard.type("Sim, das 8h às 18h.")
     page.keyboard.press("Enter")
     page.wait_for_selector(".bubble.out:has-text('das 8h')", timeout=10_000)
+    for close in page.query_selector_all(".toast .t-close"):
+        close.click()  # the header under the toasts, for the picture
     _shot(page, shots, "phone-chat")
     page.click("#back")
     seen["list_back"] = page.is_visible("#conversations")
@@ -480,9 +487,7 @@ async def test_connect_flow_in_demo_mode(runner: ServiceRunner, tmp_path: Path) 
 async def test_incoming_messages_appear_live(runner: ServiceRunner, tmp_path: Path) -> None:
     service = await runner.start()
     token, name = await _user(service)
-    seen = await _run(
-        "incoming", service, tmp_path, _simulator_actions(service, name), token=token
-    )
+    seen = await _run("incoming", service, tmp_path, _simulator_actions(service, name), token=token)
     assert seen["demo_button_visible"] is False  # outside demo mode: the paste form only
     assert seen["phone"] == "+55 11 90000-4321" and seen["idle"] is True
     # (Both arrive within the same second, Evolution's timestamps' unit: either may be first.)
@@ -530,7 +535,8 @@ async def test_sending_shows_receipts_advance(runner: ServiceRunner, tmp_path: P
     assert seen["prompt_after_reload"] == "Você responde pela Padaria Sol. Seja breve."
     assert seen["auto_reply_after_reload"] is True
     lines = seen["export_lines"]
-    assert seen["export_name"].startswith("auzap-export-") and seen["export_name"].endswith(".ndjson")
+    assert seen["export_name"].startswith("auzap-export-")
+    assert seen["export_name"].endswith(".ndjson")
     assert lines[0]["type"] == "export" and lines[-1]["type"] == "end"
     assert lines[-1]["counts"]["messages"] == 2
     _assert_clean(seen, await _secrets(runner.database_url, name))
