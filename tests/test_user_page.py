@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
+    from trio_websocket import WebSocketConnection, connect_websocket_url
+
     from auzap_actors.core.webhook_auth import instance_secret
     from auzap_actors.serve import Running
 
@@ -301,6 +303,21 @@ def flow_expiry(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen
     return seen
 
 
+def flow_evicted(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
+    seen: Seen = {}
+    _sign_in_with_token(page, url, extra["token"], seen)
+    # The same user opens one socket too many elsewhere: this page's socket is closed with 4409.
+    ask("crowd")
+    page.wait_for_selector("#live[data-state='paused']", timeout=10_000)
+    seen["paused"] = page.inner_text("#live")
+    page.wait_for_timeout(1500)  # and it does not evict the other one in turn
+    seen["still_paused"] = page.get_attribute("#live", "data-state")
+    page.click("#live-retry")
+    page.wait_for_selector("#live[data-state='live']", timeout=10_000)
+    seen["resumed"] = page.inner_text("#live")
+    return seen
+
+
 def _tab_to(page: Any, element_id: str, limit: int = 40) -> int:
     for presses in range(1, limit + 1):
         page.keyboard.press("Tab")
@@ -357,6 +374,7 @@ FLOWS: dict[str, Callable[[Any, str, Path, dict[str, Any]], Seen]] = {
     "restart": flow_restart,
     "phone_keyboard": flow_phone_keyboard,
     "expiry": flow_expiry,
+    "evicted": flow_evicted,
 }
 PHONE_FLOWS = {"phone_keyboard"}
 
@@ -621,6 +639,22 @@ async def test_an_expired_token_brings_back_the_sign_in(
     _assert_clean(seen, await _secrets(runner.database_url, None))
 
 
+async def test_a_tab_evicted_by_another_pauses(runner: ServiceRunner, tmp_path: Path) -> None:
+    service = await runner.start(AUZAP_WS_PER_USER="1")
+    token = make_token(uuid.uuid4())
+    other: list[WebSocketConnection] = []
+
+    async def crowd() -> None:
+        url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+        other.append(await connect_websocket_url(runner.nursery, url))
+
+    seen = await _run("evicted", service, tmp_path, {"crowd": crowd}, token=token)
+    assert seen["paused"] == "Paused: open in too many tabs"
+    assert seen["still_paused"] == "paused" and seen["resumed"] == "Live"
+    assert other[0].closed is not None and other[0].closed.code == 4409  # the page took it back
+    _assert_clean(seen, await _secrets(runner.database_url, None))
+
+
 async def test_page_and_demo_routes_over_http(runner: ServiceRunner) -> None:
     service = await runner.start()
     async with http(service.url) as client:
@@ -628,6 +662,8 @@ async def test_page_and_demo_routes_over_http(runner: ServiceRunner) -> None:
         assert page.status_code == 200 and 'data-demo="false"' in page.text
         csp = page.headers["Content-Security-Policy"]
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        host = service.url.removeprefix("http://")
+        assert f"connect-src 'self' ws://{host} wss://{host};" in csp
         script = await client.get("/static/app.js")
         assert script.status_code == 200
         assert script.headers["content-type"].startswith("text/javascript")
