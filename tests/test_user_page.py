@@ -341,6 +341,7 @@ def flow_phone_keyboard(page: Any, url: str, shots: Path, _: dict[str, Any]) -> 
     page.wait_for_selector("#qr", state="visible", timeout=10_000)
     seen["qr_width"] = page.eval_on_selector("#qr", "e => e.getBoundingClientRect().width")
     seen["page_width"] = page.evaluate("document.documentElement.scrollWidth")
+    page.eval_on_selector(".layout", "e => e.scrollTo(0, 0)")
     _shot(page, shots, "phone-qr")
     _tab_to(page, "demo-scan")
     page.keyboard.press("Enter")
