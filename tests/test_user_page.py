@@ -129,6 +129,11 @@ def flow_connect_demo(page: Any, url: str, shots: Path, _: dict[str, Any]) -> Se
     seen["preview"] = page.inner_text(_conversation(page, BIA) + " .conv-preview")
     seen["title"] = page.inner_text(_conversation(page, BIA) + " .conv-title")
     _shot(page, shots, "connected")
+    # Logging the number out asks first.
+    page.click("#logout")
+    page.click("#logout-confirm")
+    _wait_status(page, "disconnected")
+    seen["after_logout"] = page.inner_text("#account-phone")
     page.click("#signout")
     page.wait_for_selector("#demo-login", state="visible")
     seen["stored_after_signout"] = page.evaluate("sessionStorage.getItem('auzap-token')")
@@ -497,6 +502,7 @@ async def test_connect_flow_in_demo_mode(runner: ServiceRunner, tmp_path: Path) 
     assert seen["status"] == "Connected" and seen["phone"] == "+55 11 98765-4321"
     assert seen["qr_hidden"] is True
     assert seen["title"] == "Bia Lima" and seen["preview"] == "Oi! Vocês abrem amanhã?"
+    assert seen["after_logout"] == "No number connected"
     name = "user_00000000-0000-4000-8000-00000000d3e0"
     _assert_clean(seen, await _secrets(runner.database_url, name))
     for shot in ("disconnected", "qr", "connected"):

@@ -542,7 +542,8 @@ function renderConnect(view) {
     connecting: "Asking WhatsApp for a QR code…",
     waiting_qr: "Scan the QR code with your phone to finish.",
     needs_attention: "WhatsApp could not reconnect by itself. Connect again to fix it." }[status];
-  $("connect-lead").textContent = resuming ? `Reconnecting your WhatsApp (${formatPhone(view.phone_number)})… Your conversations are safe.` : (lead || "");
+  $("connect-lead").textContent = resuming ? `The connection of ${formatPhone(view.phone_number)} dropped and is coming back; no new QR code is needed. Your conversations are safe.` : (lead || "");
+  $("connect-panel").dataset.mode = resuming ? "resume" : "qr";
   $("connect-title").textContent = resuming ? "Reconnecting your WhatsApp" : "Connect your WhatsApp";
   const img = $("qr"), frame = $("qr-frame");
   if (status === "waiting_qr" && view.qr_code) {
@@ -643,8 +644,9 @@ async function connectWhatsApp() {
     return false;
   } finally { button.disabled = false; }
 }
-async function logoutWhatsApp() {
-  if (!confirm("Log this WhatsApp number out? You will need to scan a new QR code to connect again.")) return;
+async function logoutWhatsApp(ev) {
+  ev.preventDefault();
+  $("logout-dialog").close();
   try { const body = await api("POST", "/api/whatsapp/logout"); if (body) setInstance(body.instance); }
   catch (err) { failToast(err, "Could not log out"); }
 }
@@ -766,7 +768,8 @@ function wire() {
   $("signout").addEventListener("click", () => signOut());
   $("live-retry").addEventListener("click", () => { $("live-retry").hidden = true; socket.retryNow(); });
   $("connect").addEventListener("click", connectWhatsApp);
-  $("logout").addEventListener("click", logoutWhatsApp);
+  $("logout").addEventListener("click", () => $("logout-dialog").showModal());
+  $("logout-form").addEventListener("submit", logoutWhatsApp);
   $("demo-scan").addEventListener("click", demoScan);
   $("composer").addEventListener("submit", sendFromComposer);
   $("compose").addEventListener("input", autosize);
