@@ -45,10 +45,10 @@ class Recorder:
     """Everything the page received: documents, scripts, styles, API answers, socket frames."""
 
     def __init__(self, page: Any) -> None:
-        self.responses: list[Any] = []
+        self.bodies: list[str] = []
         self.frames: list[str] = []
         self.errors: list[str] = []
-        page.on("response", lambda response: self.responses.append(response))
+        page.on("requestfinished", self._finished)
         page.on("websocket", self._socket)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on(
@@ -59,16 +59,16 @@ class Recorder:
         ws.on("framereceived", lambda payload: self.frames.append(str(payload)))
         ws.on("framesent", lambda payload: self.frames.append(str(payload)))
 
+    def _finished(self, request: Any) -> None:
+        # Read at once: a page that navigates (a reload) drops the bodies of what it loaded.
+        if request.resource_type == "image":
+            return
+        response = request.response()
+        if response is not None:
+            self.bodies.append(request.url + "\n" + response.text())
+
     def dump(self) -> dict[str, Any]:
-        bodies = []
-        for response in self.responses:
-            if response.request.resource_type == "image":
-                continue
-            try:
-                bodies.append(response.url + "\n" + response.text())
-            except Exception:  # a body the browser did not keep (a redirect, an aborted load)
-                continue
-        return {"bodies": bodies, "frames": self.frames, "errors": self.errors}
+        return {"bodies": self.bodies, "frames": self.frames, "errors": self.errors}
 
 
 def _shot(page: Any, shots: Path, name: str) -> None:
@@ -283,7 +283,9 @@ def flow_restart(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> See
     ask("inbound", sender=CARLOS, text="Chegou enquanto vocês reiniciavam", push_name="Carlos")
     _shot(page, shots, "offline")
     ask("start")
+    started = time.monotonic()
     page.wait_for_selector("#live[data-state='live']", timeout=30_000)
+    seen["live_again_after_s"] = round(time.monotonic() - started, 2)
     _wait_status(page, "open")
     page.wait_for_selector(_conversation(page, CARLOS), timeout=30_000)
     seen["status"] = page.inner_text("#wa-status")
@@ -433,6 +435,7 @@ async def _secrets(database_url: str, name: str | None) -> list[str]:
 
 
 def _assert_clean(seen: Seen, secrets: list[str]) -> None:
+    print(f"checked {len(seen['bodies'])} bodies and {len(seen['frames'])} socket frames")
     assert seen["errors"] == [], seen["errors"]
     assert seen["frames"], "no socket frame recorded"
     assert any("/static/app.js" in body for body in seen["bodies"])
@@ -611,6 +614,7 @@ async def test_page_survives_a_restart_of_the_service(
     actions.update(stop=stop, start=start)
     seen = await _run("restart", service, tmp_path, actions, token=token)
     assert seen["offline"].startswith("Offline — reconnecting"), seen["offline"]
+    print(f"page live again {seen['live_again_after_s']} s after the service was back")
     assert seen["status"] == "Connected"
     assert "Chegou enquanto vocês reiniciavam" in seen["carlos"]
     async with http(service.url) as client:
