@@ -140,6 +140,27 @@ def flow_connect_demo(page: Any, url: str, shots: Path, _: dict[str, Any]) -> Se
     return seen
 
 
+def flow_qr_expiry(page: Any, url: str, shots: Path, _: dict[str, Any]) -> Seen:
+    seen: Seen = {}
+    page.clock.install()  # the page's timers and Date, moved forward by the script
+    page.goto(url)
+    page.click("#demo-login")
+    page.wait_for_selector("#live[data-state='live']", timeout=10_000)
+    page.click("#connect")
+    page.wait_for_selector("#qr", state="visible", timeout=10_000)
+    seen["fresh"] = page.inner_text("#qr-expiry")
+    expired = []
+    # In steps, with real time between them for the socket's ping to get its pong.
+    for _step in range(4):
+        page.clock.fast_forward(12_000)
+        page.wait_for_timeout(300)
+        expired.append(page.inner_text("#qr-expiry"))
+    seen["steps"] = expired
+    seen["frame_state"] = page.get_attribute("#qr-frame", "data-state")
+    seen["live"] = page.get_attribute("#live", "data-state")
+    return seen
+
+
 def flow_incoming(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
     seen: Seen = {}
     session = {"access_token": extra["token"], "token_type": "bearer", "refresh_token": "r1"}
@@ -383,6 +404,7 @@ FLOWS: dict[str, Callable[[Any, str, Path, dict[str, Any]], Seen]] = {
     "phone_keyboard": flow_phone_keyboard,
     "expiry": flow_expiry,
     "evicted": flow_evicted,
+    "qr_expiry": flow_qr_expiry,
 }
 PHONE_FLOWS = {"phone_keyboard"}
 
@@ -510,6 +532,20 @@ async def test_connect_flow_in_demo_mode(runner: ServiceRunner, tmp_path: Path) 
     _assert_clean(seen, await _secrets(runner.database_url, name))
     for shot in ("disconnected", "qr", "connected"):
         assert (screenshots_dir(tmp_path) / f"user-{shot}.png").stat().st_size > 10_000
+
+
+async def test_the_qr_code_counts_down_to_its_expiry(runner: ServiceRunner, tmp_path: Path) -> None:
+    service = await runner.start(demo=True)
+    seen = await _run("qr_expiry", service, tmp_path)
+    assert seen["fresh"] in ("Code expires in 45 s", "Code expires in 44 s"), seen["fresh"]
+    # 12, 24, 36 s later; then 48 s: Evolution's 45 s are over and the page says how old it is.
+    assert [text[:16] for text in seen["steps"][:3]] == ["Code expires in "] * 3
+    left = [int(text.split()[3]) for text in seen["steps"][:3]]
+    assert all(abs(n - expected) <= 1 for n, expected in zip(left, [33, 21, 9], strict=True)), left
+    assert seen["steps"][3].startswith(("Code is 48 s old", "Code is 49 s old")), seen["steps"]
+    assert seen["steps"][3].endswith("a new one is on its way")
+    assert seen["frame_state"] == "expired" and seen["live"] == "live"
+    _assert_clean(seen, await _secrets(runner.database_url, None))
 
 
 async def test_incoming_messages_appear_live(runner: ServiceRunner, tmp_path: Path) -> None:
