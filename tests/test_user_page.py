@@ -226,6 +226,14 @@ def flow_send(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
     seen["compose_after"] = page.input_value("#compose")
     seen["list_receipt"] = page.get_attribute(_conversation(page, BIA) + " .receipt", "data-status")
     _shot(page, shots, "receipts")
+    # A message to a number not in the list yet: its conversation appears and opens.
+    page.click("#new-chat")
+    page.fill("#new-chat-to", "+55 (21) 97777-6666")
+    page.fill("#new-chat-text", "Seu pedido saiu para entrega.")
+    page.click("#new-chat-form button[type=submit]")
+    page.wait_for_selector(_conversation(page, CARLOS) + "[aria-current='true']", timeout=10_000)
+    page.wait_for_selector(".bubble.out:has-text('Seu pedido saiu')", timeout=10_000)
+    seen["new_chat_title"] = page.inner_text("#chat-title")
     # Automatic replies: switch on with a prompt; the server keeps both.
     page.click("#open-settings")
     page.check("#auto-reply")
@@ -602,7 +610,8 @@ async def test_sending_shows_receipts_advance(runner: ServiceRunner, tmp_path: P
     assert seen["export_name"].startswith("auzap-export-")
     assert seen["export_name"].endswith(".ndjson")
     assert lines[0]["type"] == "export" and lines[-1]["type"] == "end"
-    assert lines[-1]["counts"]["messages"] == 2
+    assert lines[-1]["counts"]["messages"] == 3 and lines[-1]["counts"]["conversations"] == 2
+    assert seen["new_chat_title"] == "+55 21 97777-6666"
     _assert_clean(seen, await _secrets(runner.database_url, name))
     async with http(service.url) as client:
         settings = await client.get("/api/whatsapp/settings", headers=auth(token))
