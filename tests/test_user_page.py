@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
+    import jwt
     from trio_websocket import WebSocketConnection, connect_websocket_url
 
     from auzap_actors.core.webhook_auth import instance_secret
@@ -331,6 +332,13 @@ def flow_restart(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> See
 
 def flow_expiry(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Seen:
     seen: Seen = {}
+    # A token the service does not accept (another project's secret) is sent back at once.
+    page.goto(url)
+    page.fill("#token-input", extra["foreign_token"])
+    page.click("#token-signin")
+    page.wait_for_selector("#signin-error:not(:empty)", timeout=10_000)
+    seen["refused"] = page.inner_text("#signin-error")
+    _shot(page, shots, "signin-refused")
     _sign_in_with_token(page, url, extra["token"], seen)
     # The token runs out: the socket is closed with 4401 and the page asks to sign in again.
     page.wait_for_selector("#token-input", state="visible", timeout=15_000)
@@ -687,8 +695,16 @@ async def test_an_expired_token_brings_back_the_sign_in(
     runner: ServiceRunner, tmp_path: Path
 ) -> None:
     service = await runner.start()
-    token = make_token(uuid.uuid4(), exp=int(time.time()) + 4)
-    seen = await _run("expiry", service, tmp_path, token=token)
+    user = uuid.uuid4()
+    token = make_token(user, exp=int(time.time()) + 4)
+    foreign = jwt.encode(
+        {"sub": str(user), "exp": int(time.time()) + 3600}, "another-secret-" * 4, "HS256"
+    )
+    seen = await _run("expiry", service, tmp_path, token=token, foreign_token=foreign)
+    assert seen["refused"].startswith("The service did not accept this token")
+    # The browser logs the refused upgrade and the 401 of the check that followed it.
+    expected = ("HTTP Authentication failed", "status of 401")
+    seen["errors"] = [e for e in seen["errors"] if not any(x in e for x in expected)]
     assert seen["message"] == "Your session has expired. Sign in again."
     assert seen["stored"] is None
     assert any('"type":"snapshot"' in frame for frame in seen["frames"])

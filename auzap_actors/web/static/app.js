@@ -221,7 +221,9 @@ function signOut(message) {
 const socket = {
   ws: null, attempt: 0, retryTimer: null, pingTimer: null, pongTimer: null, stopped: true, opened: false,
 
-  start() { this.stopped = false; this.attempt = 0; this.open(); },
+  everOpened: false,  // since sign-in: a refusal before any socket means a bad token, not an old one
+
+  start() { this.stopped = false; this.attempt = 0; this.everOpened = false; this.open(); },
   stop() {
     this.stopped = true;
     clearTimeout(this.retryTimer); clearInterval(this.pingTimer); clearTimeout(this.pongTimer);
@@ -235,7 +237,7 @@ const socket = {
     const ws = new WebSocket(url);
     this.ws = ws; this.opened = false;
     ws.onopen = () => {
-      this.opened = true; this.attempt = 0;
+      this.opened = true; this.everOpened = true; this.attempt = 0;
       setLive("live", "Live");
       clearInterval(this.pingTimer);
       this.pingTimer = setInterval(() => this.ping(), PING_EVERY_MS);
@@ -276,7 +278,11 @@ const socket = {
   async tokenRefused() {
     try {
       const res = await fetch("/api/whatsapp/instance", { headers: { Authorization: "Bearer " + state.token } });
-      if (res.status === 401) { signOut("Your session has expired. Sign in again."); return true; }
+      if (res.status === 401) {
+        signOut(this.everOpened ? "Your session has expired. Sign in again."
+          : "The service did not accept this token: paste a current access token of this project.");
+        return true;
+      }
     } catch { /* the server is away: keep retrying */ }
     return false;
   },
