@@ -22,6 +22,9 @@ page = Blueprint("page", __name__)
 # Only these files are served: a fixed list, so no path from the URL ever reaches the disk.
 STATIC = {
     "app.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "util.js": "text/javascript; charset=utf-8",
+    "view.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
