@@ -1,8 +1,9 @@
 """Real headless Chromium for the page tests: Debian's `chromium` package driven by Playwright.
 
 Playwright's sync API runs its own asyncio loop, which cannot share a process with the
-service's trio-asyncio loop: each page test file doubles as a browser script that the test runs
-in a child process (`run_browser_script`); the script prints what it saw as one JSON object.
+service's trio-asyncio loop: the browser side of a page test is a script that the test runs in
+a child process (`run_browser_script`: the test file itself, which prints what it saw as one
+JSON object; `run_browser_session`: a script that may also ask the test to act mid-flow).
 """
 
 from __future__ import annotations
