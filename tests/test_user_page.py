@@ -156,6 +156,7 @@ async def test_incoming_messages_appear_live(runner: ServiceRunner, tmp_path: Pa
     assert seen["typing_after_message"] == 0  # the message ends the typing
     assert seen["bubbles"] == ["Oi, tudo bem?", "Queria saber o horário de amanhã."]
     assert int(seen["carlos_unread"]) >= 2
+    assert seen["bia_unread_later"] == "1" and seen["carlos_badge_open"] == 0
     _assert_clean(seen, await _secrets(runner.database_url, name))
 
 

@@ -174,6 +174,13 @@ def flow_incoming(page: Any, url: str, shots: Path, extra: dict[str, Any]) -> Se
     )
     seen["carlos_unread"] = page.inner_text(_conversation(page, CARLOS) + " .unread-badge")
     _shot(page, shots, "conversations")
+    # Another conversation open: Bia's next message counts from zero (the first one was seen).
+    page.click(_conversation(page, CARLOS))
+    page.wait_for_selector(".bubble:has-text('Obrigado!')", timeout=10_000)
+    ask("inbound", sender=BIA, text="Até amanhã!", push_name="Bia Lima")
+    page.wait_for_selector(_conversation(page, BIA) + ":has-text('Até amanhã!')", timeout=10_000)
+    seen["bia_unread_later"] = page.inner_text(_conversation(page, BIA) + " .unread-badge")
+    seen["carlos_badge_open"] = page.locator(_conversation(page, CARLOS) + " .unread-badge").count()
     return seen
 
 

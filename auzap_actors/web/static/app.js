@@ -5,7 +5,7 @@
 import { createSocket } from "./live.js";
 import { $, STATUS_RANK, decodeClaims, el, tokenFromPaste } from "./util.js";
 import {
-  DEMO, actions, dismiss, render, renderChatHead, renderConversations, renderMessages, saveSeen,
+  DEMO, actions, applySeen, dismiss, render, renderChatHead, renderConversations, renderMessages, saveSeen,
   state, tickQr, toast,
 } from "./view.js";
 
@@ -135,6 +135,7 @@ async function refreshConversations() {
   refreshing = (async () => {
     try {
       const page = await api("GET", "/api/whatsapp/conversations?limit=50");
+      applySeen(page.conversations);
       state.conversations = page.conversations;
       state.nextConversations = page.next;
       renderConversations();
@@ -148,6 +149,7 @@ async function moreConversations() {
   if (!state.nextConversations) return;
   try {
     const page = await api("GET", "/api/whatsapp/conversations?limit=50&before=" + encodeURIComponent(state.nextConversations));
+    applySeen(page.conversations);
     const known = new Set(state.conversations.map((c) => c.id));
     state.conversations.push(...page.conversations.filter((c) => !known.has(c.id)));
     state.nextConversations = page.next;
@@ -158,7 +160,8 @@ async function moreConversations() {
 async function selectConversation(id) {
   state.selected = id;
   const c = state.conversations.find((x) => x.id === id);
-  if (c) { state.seen[id] = c.last_message_at || new Date().toISOString(); saveSeen(); }
+  // Seen here: what arrives later counts from zero.
+  if (c) { if (c.last_message) state.seen[id] = c.last_message.id; c.unread_count = 0; saveSeen(); }
   state.messages.clear();
   state.nextMessages = null;
   render();
@@ -207,7 +210,7 @@ function onMessage(m) {
     renderConversations();
   }
   if (m.conversation_id === state.selected) {
-    state.seen[m.conversation_id] = m.timestamp; saveSeen();
+    if (c && c.last_message && c.last_message.id === m.id) { state.seen[m.conversation_id] = m.id; saveSeen(); }
     mergeMessage(m);
     renderMessages(true);
     renderChatHead();

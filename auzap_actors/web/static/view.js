@@ -18,7 +18,7 @@ export const state = {
   messages: new Map(),            // id -> MessageView of the selected conversation
   nextMessages: null,
   typing: new Map(),              // remote_jid -> until (ms)
-  seen: loadSeen(),               // conversation id -> last_message_at the user has seen here
+  seen: loadSeen(),               // conversation id -> id of the last message seen here
   qrAt: 0,                        // when the current QR arrived (ms)
 };
 
@@ -62,10 +62,14 @@ export function conversationName(c) {
   return c.title || (c.contact && c.contact.push_name) || formatPhone(jidPhone(c.remote_jid)) || c.remote_jid;
 }
 export function unreadOf(c) {
-  if (c.id === state.selected) return 0;
-  const seen = state.seen[c.id];
-  if (seen && c.last_message_at && Date.parse(c.last_message_at) <= Date.parse(seen)) return 0;
-  return c.unread_count || 0;
+  return c.id === state.selected ? 0 : (c.unread_count || 0);
+}
+/* The server's counts, less what was read in this tab: a conversation whose last message is the
+   one last seen here has nothing new (the API has no "mark as read" yet). */
+export function applySeen(conversations) {
+  for (const c of conversations) {
+    if (c.last_message && state.seen[c.id] === c.last_message.id) c.unread_count = 0;
+  }
 }
 export function isTyping(jid) { const until = state.typing.get(jid); return until && until > Date.now(); }
 
