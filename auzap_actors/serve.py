@@ -348,7 +348,7 @@ def _banner(settings: Settings, url: str, simulator_url: str | None) -> None:
     if settings.demo:
         token = mint_user_token(settings.jwt_secret, DEMO_USER_ID, ttl_s=24 * 3600)
         lines += [
-            f"  demo page:         {url}/",
+            f"  user page:         {url}/",
             f"  Evolution sim:     {simulator_url}",
             f"  demo user id:      {DEMO_USER_ID}",
             f"  demo user token:   {token}",

@@ -242,4 +242,3 @@ def test_limits_hold_and_every_candidate_is_accounted_for(
     folded_in_batch = len(candidates) - outcomes
     assert folded_in_batch >= 0
     assert folded_in_batch <= len(candidates) - len(by_chat)
-

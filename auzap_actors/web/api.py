@@ -11,6 +11,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from ..actors.facade import AutoReplyUnavailable, UserRef, encode_export_line
+from ..core.auto_reply import limits_view
 from ..core.errors import BadCursor
 from ..core.views import instance_view
 from ..core.webhook import WebhookError, decode_json
@@ -116,6 +117,20 @@ async def change_settings() -> dict[str, Any]:
     except AutoReplyUnavailable as exc:
         raise ApiError(409, "auto_reply_unavailable", str(exc)) from None
     return {"instance": instance_view(snapshot, actors.now())}
+
+
+@api.get("/settings")
+async def read_settings() -> dict[str, Any]:
+    """The settings PATCH changes, as stored (the prompt is not part of InstanceView)."""
+    user = await current_user()
+    snapshot = await context().actors.find_user_instance(user)
+    if snapshot is None:
+        raise ApiError(404, "not_found", "You have no WhatsApp instance yet; connect first.")
+    return {
+        "auto_reply": snapshot.auto_reply,
+        "auto_reply_prompt": snapshot.auto_reply_prompt,
+        **limits_view(snapshot.auto_reply_limits),
+    }
 
 
 def _page_args() -> tuple[int, str | None]:

@@ -31,6 +31,7 @@ from .context import EXTENSION, TOKENS, WebContext
 from .demo import demo
 from .errors import ApiError, error_response
 from .ops import ops
+from .page import page
 from .webhooks import webhooks
 from .ws import sockets
 
@@ -73,7 +74,7 @@ def create_app(svc: WebContext) -> QuartTrio:
     app.asgi_http_class = BoundedHTTPConnection
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
     app.config["JSON_SORT_KEYS"] = False
-    for blueprint in (ops, api, webhooks, sockets, admin):
+    for blueprint in (ops, page, api, webhooks, sockets, admin):
         app.register_blueprint(blueprint)
     if svc.settings.demo:
         app.register_blueprint(demo)
