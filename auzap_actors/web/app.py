@@ -19,6 +19,7 @@ from ..actors.facade import (
     UnknownActor,
 )
 from ..core.errors import UpstreamError, UpstreamUnavailable
+from . import openapi
 from .admin import admin
 from .api import api
 from .asgi import BoundedHTTPConnection, body_limit
@@ -70,6 +71,7 @@ def create_app(svc: WebContext) -> QuartTrio:
         app.register_blueprint(blueprint)
     if svc.settings.demo:
         app.register_blueprint(demo)
+    openapi.install(app)  # last: it documents the routes registered so far
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
