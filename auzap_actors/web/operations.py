@@ -338,6 +338,34 @@ OPERATIONS: tuple[Operation, ...] = (
         )
         for action in ("restart", "stop", "start")
     ),
+    # Listed by issue 11 (admin API); documented loosely until their filters are written here.
+    Operation(
+        "GET",
+        "/admin/instances",
+        "Instances, paginated, filtered by state, health and organisation",
+        "operators",
+        {
+            200: Answer("A page of instances.", {"type": "object"}),
+            400: BAD_INPUT,
+            401: UNAUTHORIZED,
+            503: UNAVAILABLE,
+        },
+        ADMIN,
+    ),
+    Operation(
+        "GET",
+        "/admin/instances/{name}",
+        "One instance: snapshot, health history, inbox backlog, recent Evolution calls",
+        "operators",
+        {
+            200: Answer("The instance.", {"type": "object"}),
+            401: UNAUTHORIZED,
+            404: _error("No instance of that name."),
+            503: UNAVAILABLE,
+        },
+        ADMIN,
+        path_params={"name": {"type": "string"}},
+    ),
     # ---- probes ----
     Operation(
         "GET",
