@@ -65,11 +65,16 @@ def test_recipients_taken(to: str, normalised: str) -> None:
         ({"to": "5511988887777"}, "invalid_text", "`text` is required"),
         ({"to": "5511988887777", "text": ""}, "invalid_text", "`text` must not be empty"),
         ({"to": "5511988887777", "text": " \n\t"}, "invalid_text", "`text` must be a non-empty"),
+        ({"to": "5511988887777", "text": "a\x00b"}, "invalid_text", "without NUL characters"),
+        ({"to": "5511988887777", "text": "\x00"}, "invalid_text", "without NUL characters"),
         (
             {"to": "5511988887777", "text": "x" * (MAX_TEXT + 1)},
             "invalid_text",
             f"`text` is longer than {MAX_TEXT} characters",
         ),
+        (b'{"to": "5511988887777", "text": "a\\ud800"}', "invalid_json", "unpaired"),
+        (b'{"to": "5511988887777", "text": "\\udc00x"}', "invalid_json", "unpaired"),
+        (b'{"to": "5511988887777", "text": "x", "\\ud800": 1}', "invalid_json", "unpaired"),
         ([], "invalid_json", "JSON object"),
         (b"{", "invalid_json", "JSON"),
         (b'{"to": NaN}', "invalid_json", "NaN"),
@@ -92,11 +97,12 @@ def test_message_refusals(body: Any, code: str, words: str) -> None:
         ({"auto_reply_prompt": "x" * (MAX_PROMPT + 1)}, "longer than 4000 characters"),
         ({"auto_reply_prompt": "a\x00b"}, "without NUL characters"),
         ({"auto_reply": True, "model": "gpt", "a": 1}, "Unknown fields: `a`, `model`."),
+        (b'{"auto_reply_prompt": "x\\ud800"}', "unpaired UTF-16 surrogate"),
     ],
 )
 def test_settings_refusals(body: Any, words: str) -> None:
     code, message = _refused(SettingsChange, body)
-    assert code == "invalid_settings"
+    assert code == ("invalid_json" if "surrogate" in words else "invalid_settings")
     assert words in message, message
 
 

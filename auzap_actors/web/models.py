@@ -72,8 +72,11 @@ class SendMessage(RequestModel):
         msgspec.Meta(
             min_length=1,
             max_length=MAX_TEXT,
-            pattern=r"\S",
-            description=f"a non-empty string of at most {MAX_TEXT} characters, not only whitespace",
+            # Something besides whitespace, and no NUL (PostgreSQL's text cannot hold it: the
+            # message would be sent, then fail to be stored).
+            pattern=r"^\s*[^\s\x00][^\x00]*$",
+            description=f"a non-empty string of at most {MAX_TEXT} characters,"
+            " not only whitespace, without NUL characters",
         ),
     ]
 
@@ -149,6 +152,12 @@ def parse_body(model: type[Model], raw: bytes) -> Model:
         raise ApiError(400, exc.code, exc.message) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "The body must be a JSON object.")
+    if _has_lone_surrogate(body):
+        # JSON may escape half of a UTF-16 pair (`"\\ud800"`); no database or HTTP client
+        # can carry that string on.
+        raise ApiError(
+            400, "invalid_json", "The body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff)."
+        )
     info = _info(model)
     if info.forbid_unknown_fields:
         unknown = sorted(set(body) - {f.encode_name for f in info.fields})
@@ -181,6 +190,25 @@ def parse_query(model: type[Model], args: Mapping[str, str]) -> Model:
         return msgspec.convert(values, model, strict=True)
     except msgspec.ValidationError as exc:
         raise _refusal(model, str(exc)) from None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a string that is not valid Unicode."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # ---- refusals ----------------------------------------------------------------------------
