@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any, cast
@@ -171,12 +172,13 @@ def _destructive(operation: Any) -> bool:
 
 
 def _fuzz(
-    base_url: str, user_jwt: str, known: dict[str, dict[str, str]]
+    base_url: str, user_jwt: str, known: dict[str, dict[str, str]], tag: str | None = None
 ) -> tuple[list[str], dict[str, int]]:
     """Runs in a worker thread (schemathesis is synchronous): failures, cases per operation.
 
     `known` gives real path parameters for some operations (the user's conversation, the
-    user's own webhook route): one more positive pass of those reaches past the 404s."""
+    user's own webhook route): one more positive pass of those reaches past the 404s.  `tag`
+    keeps the operations of one tag only."""
     # from_dict, not from_url: from_url leaves the document's own route out of the run.
     document = requests.get(f"{base_url}/openapi.json", timeout=30).json()
     schema = schemathesis.openapi.from_dict(document)
@@ -186,6 +188,8 @@ def _fuzz(
     for operation in sorted(operations, key=_destructive):
         if operation.definition.raw.get("x-websocket"):
             continue  # a WebSocket upgrade: not plain HTTP
+        if tag is not None and tag not in operation.definition.raw.get("tags", []):
+            continue
         headers = _headers_for(operation.definition.raw.get("security", []), user_jwt)
         passes: list[tuple[str, GenerationMode, dict[str, str] | None]] = [
             ("positive", GenerationMode.POSITIVE, None),
@@ -201,7 +205,8 @@ def _fuzz(
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
                 counts[key] = 1
-                failures.append(f"{key}: {exc}")
+                # The whole group: hypothesis' "flaky" error carries the first failure inside.
+                failures.append(f"{key}: " + "".join(traceback.format_exception(exc))[-6000:])
     return failures, counts
 
 
@@ -252,6 +257,24 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     operations = {key.rsplit(" ", 1)[0] for key in counts}
     assert len(expected) >= 21, expected
     assert expected <= operations, expected - operations
+
+
+async def test_schemathesis_on_the_demo_routes(runner: ServiceRunner) -> None:
+    """Demo mode serves three more routes (its own simulator behind the scan button)."""
+    service = await runner.start(demo=True)
+    async with http(service.url) as client:
+        login = await client.post("/api/demo/login")
+        assert login.status_code == 200, login.text
+        token = login.json()["token"]
+        connected = await client.post("/api/whatsapp/connect", headers=auth(token))
+        assert connected.status_code == 200, connected.text
+    failures, counts = await trio.to_thread.run_sync(_fuzz, service.url, token, {}, "demo")
+    assert not failures, "\n\n".join(failures)
+    assert {key.rsplit(" ", 1)[0] for key in counts} == {
+        "GET /",
+        "POST /api/demo/login",
+        "POST /api/demo/scan",
+    }
 
 
 async def test_admin_actions_on_an_unknown_name_are_404_and_start_nothing(
