@@ -53,7 +53,7 @@ RECIPIENT_PATTERN = (
 
 
 class SendMessage(RequestModel):
-    """`POST /api/whatsapp/messages`.  Other keys are ignored (as they always were)."""
+    """`POST /api/whatsapp/messages`.  Other keys are ignored."""
 
     error_code: ClassVar[str] = "invalid_message"
     field_codes: ClassVar[Mapping[str, str]] = {"to": "invalid_recipient", "text": "invalid_text"}

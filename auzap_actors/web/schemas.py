@@ -113,8 +113,8 @@ class ConversationPage(msgspec.Struct):
 
 class WebhookEnvelope(msgspec.Struct):
     """What Evolution posts.  Free-form by design: every event is accepted (unknown ones are
-    stored as unhandled), so nothing here is closed; the service checks only that `event`
-    (or the URL's slug) and `instance` name something, in `core/webhook.py`."""
+    stored as unhandled), any other key is allowed; only `event` (or the URL's slug) and
+    `instance` must name something."""
 
     event: Annotated[
         str,
