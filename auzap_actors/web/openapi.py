@@ -17,8 +17,9 @@ import msgspec.inspect as mi
 from quart import Blueprint, Response, current_app
 from quart_trio import QuartTrio
 
+from .apidoc import SECURITY_SCHEMES, Answer, Operation
 from .models import RequestModel
-from .operations import OPERATIONS, SECURITY_SCHEMES, Answer, Operation
+from .operations import OPERATIONS
 
 docs = Blueprint("docs", __name__)
 

@@ -8,108 +8,26 @@ serves a route this table lacks, and runs schemathesis over the rest against a l
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
 from . import schemas
-from .models import DeleteQuery, PageQuery, RequestModel, SendMessage, SettingsChange
-
-JSON = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    description: str
-    model: Any = None  # a Struct, or None for no body
-    media: str = JSON
-    retry_after: bool = False  # carries Retry-After (a 503 that will pass)
-
-
-@dataclass(frozen=True, slots=True)
-class Operation:
-    method: str
-    path: str  # OpenAPI template: `{name}` for `<name>`
-    summary: str
-    tag: str
-    answers: Mapping[int, Answer]
-    # Alternatives: any one of these security schemes (see SECURITY_SCHEMES); () = none.
-    security: tuple[str, ...] = ()
-    body: Any = None  # the request body's Struct
-    query: type[RequestModel] | None = None
-    path_params: Mapping[str, dict[str, Any]] = field(default_factory=dict)
-    websocket: bool = False  # a WebSocket upgrade, documented as its GET
-    description: str = ""
-
-
-SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
-    "userBearer": {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "A Supabase-compatible user JWT (HS256 with AUZAP_JWT_SECRET, or ES256/RS256"
-        " from AUZAP_JWKS_URL); `sub` is the user id (UUID), `exp` is required.",
-    },
-    "adminBearer": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "AUZAP_ADMIN_TOKEN.",
-    },
-    "webhookSecret": {
-        "type": "apiKey",
-        "in": "header",
-        "name": "X-Auzap-Webhook-Secret",
-        "description": "The instance's own secret (HMAC-SHA256 of AUZAP_WEBHOOK_SECRET and the"
-        " instance name, hex), valid for events naming that instance, or the master"
-        " AUZAP_WEBHOOK_SECRET.",
-    },
-    "webhookJwt": {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "Evolution's `jwt_key` mode: HS256 with the same secret, claims `app:"
-        ' "evolution"`, `action: "webhook"`, `iat` and `exp` at most 10 minutes apart.',
-    },
-    "userTokenQuery": {"type": "apiKey", "in": "query", "name": "token"},
-    "adminTokenQuery": {"type": "apiKey", "in": "query", "name": "token"},
-}
-
-
-def _error(description: str, *, retry_after: bool = False) -> Answer:
-    return Answer(description, schemas.ErrorBody, retry_after=retry_after)
-
-
-UNAUTHORIZED = _error("Missing or invalid credentials.")
-BAD_INPUT = _error("Malformed JSON or a field out of bounds; the message names the field.")
-TOO_LARGE = _error("The body is over the route's limit (AUZAP_API_MAX_BYTES, 64 KiB).")
-NO_INSTANCE = _error("The user has no instance (or no such resource).")
-UNAVAILABLE = _error(
-    "Busy actor, database not reachable now, or Evolution unreachable: retry later.",
-    retry_after=True,
+from .apidoc import (
+    ACTOR_CALL,
+    ADMIN,
+    API,
+    BAD_INPUT,
+    HTML,
+    NO_INSTANCE,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    USER,
+    UUID_PARAM,
+    WEBHOOK,
+    WEBHOOK_ANSWERS,
+    Answer,
+    Operation,
+    error,
 )
-EVOLUTION_REFUSED = _error("Evolution API refused the request.")
-TIMEOUT = _error("The instance's actor did not answer in time.")
-# What every call into a user's actor may answer besides its success.
-ACTOR_CALL: dict[int, Answer] = {
-    401: UNAUTHORIZED,
-    404: NO_INSTANCE,
-    502: EVOLUTION_REFUSED,
-    503: UNAVAILABLE,
-    504: TIMEOUT,
-}
-USER = ("userBearer",)
-ADMIN = ("adminBearer",)
-WEBHOOK = ("webhookSecret", "webhookJwt")
-UUID_PARAM = {"type": "string", "format": "uuid"}
-WEBHOOK_ANSWERS: dict[int, Answer] = {
-    200: Answer("Stored (or recognised as a duplicate) before this answer.", schemas.WebhookAck),
-    400: _error("Malformed JSON or envelope (no `event`, no instance), or unstorable data."),
-    401: UNAUTHORIZED,
-    413: _error("The body is over AUZAP_WEBHOOK_MAX_BYTES (16 MiB by default)."),
-    503: _error("The event cannot be stored now; Evolution retries.", retry_after=True),
-}
-API = "/api/whatsapp"
-HTML = "text/html"
+from .models import DeleteQuery, PageQuery, SendMessage, SettingsChange
 
 OPERATIONS: tuple[Operation, ...] = (
     # ---- user API (CONTRACT §3) ----
@@ -154,7 +72,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             202: Answer("Accepted, stored as `pending`.", schemas.MessageEnvelope),
             400: BAD_INPUT,
-            409: _error("The instance is not connected."),
+            409: error("The instance is not connected."),
             413: TOO_LARGE,
             **ACTOR_CALL,
         },
@@ -198,7 +116,7 @@ OPERATIONS: tuple[Operation, ...] = (
             200: Answer("A page.", schemas.MessagePage),
             400: BAD_INPUT,
             401: UNAUTHORIZED,
-            404: _error("No such conversation of this user."),
+            404: error("No such conversation of this user."),
             503: UNAVAILABLE,
         },
         USER,
@@ -232,8 +150,8 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             101: Answer("Switching protocols: frames `snapshot`, `status`, `qrcode`, ….", None),
             401: UNAUTHORIZED,
-            403: _error("This Origin may not open the socket."),
-            503: _error("Too many sockets on this node.", retry_after=True),
+            403: error("This Origin may not open the socket."),
+            503: error("Too many sockets on this node.", retry_after=True),
         },
         ("userTokenQuery",),
         websocket=True,
@@ -266,8 +184,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "webhooks",
         {
             **WEBHOOK_ANSWERS,
-            403: _error("The envelope names another user's instance."),
-            404: _error("The user id is not a UUID."),
+            403: error("The envelope names another user's instance."),
+            404: error("The user id is not a UUID."),
         },
         WEBHOOK,
         body=schemas.WebhookEnvelope,
@@ -330,7 +248,7 @@ OPERATIONS: tuple[Operation, ...] = (
             {
                 200: Answer("The actor's entry.", schemas.ActorEntry),
                 401: UNAUTHORIZED,
-                404: _error("No instance of that name."),
+                404: error("No instance of that name."),
                 503: UNAVAILABLE,
             },
             ADMIN,
@@ -360,7 +278,7 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             200: Answer("The instance.", {"type": "object"}),
             401: UNAUTHORIZED,
-            404: _error("No instance of that name."),
+            404: error("No instance of that name."),
             503: UNAVAILABLE,
         },
         ADMIN,
@@ -425,8 +343,8 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             200: Answer("Scanned.", schemas.DemoScan),
             401: UNAUTHORIZED,
-            404: _error("No simulator in this deployment."),
-            409: _error("The simulator refused the scan (no QR waiting)."),
+            404: error("No simulator in this deployment."),
+            409: error("The simulator refused the scan (no QR waiting)."),
         },
         USER,
     ),
