@@ -366,7 +366,16 @@ class Actors:
         """`GET /metrics`: the Prometheus text format (METRICS_CONTENT_TYPE)."""
         return await self.operators.metrics_text()
 
+    async def _known_instance(self, name: str) -> None:
+        """UnknownActor (404) for a name that has neither an actor nor a row: starting one
+        would only leave a dead actor's record in the tree."""
+        if self.supervisor.get(name) is None:
+            async with _database():
+                if await instances.find_by_name(self._pool, name) is None:
+                    raise UnknownActor(f"No instance named {name}.")
+
     async def restart_actor(self, name: str) -> dict[str, Any]:
+        await self._known_instance(name)
         await self.supervisor.restart_actor(name)
         return self.actor_entry(name)
 
@@ -375,6 +384,7 @@ class Actors:
         return self.actor_entry(name)
 
     async def start_actor(self, name: str) -> dict[str, Any]:
+        await self._known_instance(name)
         await self.supervisor.ensure_actor(name, revive=True)
         return self.actor_entry(name)
 

@@ -61,6 +61,7 @@ class _Keep:
 
 
 KEEP: Final = _Keep()
+Keep = _Keep  # the type of KEEP, for code that builds patches
 
 
 @dataclass(frozen=True, slots=True)

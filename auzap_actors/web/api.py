@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -14,11 +13,11 @@ from ..actors.facade import AutoReplyUnavailable, UserRef, encode_export_line
 from ..core.auto_reply import limits_view
 from ..core.errors import BadCursor
 from ..core.views import instance_view
-from ..core.webhook import WebhookError, decode_json
 from .auth import bearer_token
 from .context import context, user_tokens
 from .errors import ApiError
-from .settings import parse_settings
+from .models import DeleteQuery, PageQuery, SendMessage, SettingsChange, parse_body, parse_query
+from .settings import settings_change
 
 api = Blueprint("api", __name__, url_prefix="/api/whatsapp")
 
@@ -59,53 +58,29 @@ async def logout() -> dict[str, Any]:
 @api.delete("/instance")
 async def delete_instance() -> Response:
     user = await current_user()
-    purge = request.args.get("purge", "false").lower()
-    if purge not in ("true", "false"):
-        raise ApiError(400, "invalid_purge", "`purge` must be true or false.")
-    await context().actors.delete(user, purge=purge == "true")
+    query = parse_query(DeleteQuery, request.args)
+    await context().actors.delete(user, purge=query.purge)
     return Response(b"", status=204)
 
 
-MAX_TEXT = 4096
-_TO = re.compile(r"^(\d{8,15}|\d{8,15}@s\.whatsapp\.net|\d{6,30}(-\d{6,20})?@g\.us|\d{6,30}@lid)$")
-
-
-async def _json_object() -> dict[str, Any]:
-    # The webhooks' strict decoder: NaN, huge numbers and deep nesting are a 400 here too.
+async def _body() -> bytes:
     raw = await request.get_data(cache=False, as_text=False)
     assert isinstance(raw, bytes)
-    try:
-        body = decode_json(raw)
-    except WebhookError as exc:
-        raise ApiError(400, exc.code, exc.message) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_json", "The body must be a JSON object.")
-    return body
+    return raw
 
 
 @api.post("/messages")
 async def send_message() -> tuple[dict[str, Any], int]:
     user = await current_user()
-    body = await _json_object()
-    to, text = body.get("to"), body.get("text")
-    if not isinstance(to, str) or not _TO.match(to.strip().lstrip("+").replace(" ", "")):
-        raise ApiError(
-            400,
-            "invalid_recipient",
-            "`to` must be a phone number in international format (digits only) or a jid.",
-        )
-    if not isinstance(text, str) or not text.strip():
-        raise ApiError(400, "invalid_text", "`text` must be a non-empty string.")
-    if len(text) > MAX_TEXT:
-        raise ApiError(400, "invalid_text", f"`text` is longer than {MAX_TEXT} characters.")
-    message = await context().actors.send_text(user, to.strip().lstrip("+").replace(" ", ""), text)
+    body = parse_body(SendMessage, await _body())
+    message = await context().actors.send_text(user, body.recipient(), body.text)
     return {"message": message}, 202
 
 
 @api.patch("/settings")
 async def change_settings() -> dict[str, Any]:
     user = await current_user()
-    change = parse_settings(await _json_object())  # web/settings.py: the one validator
+    change = settings_change(parse_body(SettingsChange, await _body()))
     actors = context().actors
     try:
         snapshot = await actors.change_settings(
@@ -133,20 +108,12 @@ async def read_settings() -> dict[str, Any]:
     }
 
 
-def _page_args() -> tuple[int, str | None]:
-    raw_limit = request.args.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 200:
-        raise ApiError(400, "invalid_limit", "`limit` must be a whole number from 1 to 200.")
-    before = request.args.get("before") or None
-    return int(raw_limit), before
-
-
 @api.get("/conversations")
 async def conversations() -> dict[str, Any]:
     user = await current_user()
-    limit, before = _page_args()
+    page = parse_query(PageQuery, request.args)
     try:
-        items, cursor = await context().actors.conversations(user, limit, before)
+        items, cursor = await context().actors.conversations(user, page.limit, page.before)
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     return {"conversations": items, "next": cursor}
@@ -155,18 +122,18 @@ async def conversations() -> dict[str, Any]:
 @api.get("/conversations/<conversation_id>/messages")
 async def conversation_messages(conversation_id: str) -> dict[str, Any]:
     user = await current_user()
-    limit, before = _page_args()
+    page = parse_query(PageQuery, request.args)
     try:
         wanted = uuid.UUID(conversation_id)
     except ValueError:
         raise ApiError(404, "not_found", "No such conversation.") from None
     try:
-        page = await context().actors.messages(user, wanted, limit, before)
+        found = await context().actors.messages(user, wanted, page.limit, page.before)
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
-    if page is None:
+    if found is None:
         raise ApiError(404, "not_found", "No such conversation.")
-    items, cursor = page
+    items, cursor = found
     return {"messages": items, "next": cursor}
 
 

@@ -22,6 +22,7 @@ from ..actors.facade import (
     set_correlation,
 )
 from ..core.errors import UpstreamError, UpstreamUnavailable
+from . import openapi
 from .admin import admin
 from .api import api
 from .asgi import WEBHOOK_PREFIX, BoundedHTTPConnection, body_limit
@@ -80,6 +81,7 @@ def create_app(svc: WebContext) -> QuartTrio:
         app.register_blueprint(demo)
     if svc.settings.bench_noop:
         app.register_blueprint(bench)
+    openapi.install(app)  # last: it documents the routes registered so far
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:

@@ -1,0 +1,351 @@
+"""Every route of the service, as `/openapi.json` describes it: what it takes (the request
+models of `models.py`), what it answers (the Structs of `schemas.py`), and who may call it.
+
+`openapi.py` turns this table into the document, keeping only the routes the running app
+serves (the demo routes exist in demo mode only); tests/test_openapi.py fails when the app
+serves a route this table lacks, and runs schemathesis over the rest against a live service.
+"""
+
+from __future__ import annotations
+
+from . import schemas
+from .apidoc import (
+    ACTOR_CALL,
+    ADMIN,
+    API,
+    BAD_INPUT,
+    HTML,
+    NO_INSTANCE,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    USER,
+    UUID_PARAM,
+    WEBHOOK,
+    WEBHOOK_ANSWERS,
+    Answer,
+    Operation,
+    error,
+)
+from .models import DeleteQuery, PageQuery, SendMessage, SettingsChange
+
+OPERATIONS: tuple[Operation, ...] = (
+    # ---- user API (CONTRACT §3) ----
+    Operation(
+        "POST",
+        f"{API}/connect",
+        "Create the user's instance if needed, then connect (the QR follows on /ws)",
+        "user",
+        {200: Answer("The instance.", schemas.InstanceEnvelope), **ACTOR_CALL},
+        USER,
+    ),
+    Operation(
+        "GET",
+        f"{API}/instance",
+        "The user's instance",
+        "user",
+        {200: Answer("The instance.", schemas.InstanceView), **ACTOR_CALL},
+        USER,
+    ),
+    Operation(
+        "POST",
+        f"{API}/logout",
+        "Log the WhatsApp session out, keep the instance",
+        "user",
+        {200: Answer("The instance.", schemas.InstanceEnvelope), **ACTOR_CALL},
+        USER,
+    ),
+    Operation(
+        "DELETE",
+        f"{API}/instance",
+        "Delete the instance in Evolution and here",
+        "user",
+        {204: Answer("Deleted."), 400: BAD_INPUT, **ACTOR_CALL},
+        USER,
+        query=DeleteQuery,
+    ),
+    Operation(
+        "POST",
+        f"{API}/messages",
+        "Send a text message",
+        "user",
+        {
+            202: Answer("Accepted, stored as `pending`.", schemas.MessageEnvelope),
+            400: BAD_INPUT,
+            409: error("The instance is not connected."),
+            413: TOO_LARGE,
+            **ACTOR_CALL,
+        },
+        USER,
+        body=SendMessage,
+    ),
+    Operation(
+        "PATCH",
+        f"{API}/settings",
+        "Change the instance's settings",
+        "user",
+        {
+            200: Answer("The instance.", schemas.InstanceEnvelope),
+            400: BAD_INPUT,
+            413: TOO_LARGE,
+            **ACTOR_CALL,
+        },
+        USER,
+        body=SettingsChange,
+    ),
+    Operation(
+        "GET",
+        f"{API}/conversations",
+        "The user's conversations, newest first",
+        "user",
+        {
+            200: Answer("A page.", schemas.ConversationPage),
+            400: BAD_INPUT,
+            401: UNAUTHORIZED,
+            503: UNAVAILABLE,
+        },
+        USER,
+        query=PageQuery,
+    ),
+    Operation(
+        "GET",
+        f"{API}/conversations/{{conversation_id}}/messages",
+        "A conversation's messages, newest first",
+        "user",
+        {
+            200: Answer("A page.", schemas.MessagePage),
+            400: BAD_INPUT,
+            401: UNAUTHORIZED,
+            404: error("No such conversation of this user."),
+            503: UNAVAILABLE,
+        },
+        USER,
+        query=PageQuery,
+        path_params={"conversation_id": UUID_PARAM},
+    ),
+    Operation(
+        "GET",
+        f"{API}/export",
+        "The user's backup, streamed as NDJSON",
+        "user",
+        {
+            200: Answer(
+                "One JSON object per line: a header `{type: export}`, then `contact`,"
+                " `conversation` and `message` lines, and last `{type: end, counts}`; a file"
+                " without the end line is incomplete.",
+                {"type": "string"},
+                "application/x-ndjson",
+            ),
+            401: UNAUTHORIZED,
+            404: NO_INSTANCE,
+            503: UNAVAILABLE,
+        },
+        USER,
+    ),
+    Operation(
+        "GET",
+        "/ws",
+        "The browser's live socket (WebSocket upgrade)",
+        "user",
+        {
+            101: Answer("Switching protocols: frames `snapshot`, `status`, `qrcode`, ….", None),
+            401: UNAUTHORIZED,
+            403: error("This Origin may not open the socket."),
+            503: error("Too many sockets on this node.", retry_after=True),
+        },
+        ("userTokenQuery",),
+        websocket=True,
+        description="CONTRACT §4. The user JWT goes in `?token=`.",
+    ),
+    # ---- webhooks (CONTRACT §5) ----
+    Operation(
+        "POST",
+        "/api/webhook/whatsapp",
+        "An Evolution event (the envelope names the instance)",
+        "webhooks",
+        WEBHOOK_ANSWERS,
+        WEBHOOK,
+        body=schemas.WebhookEnvelope,
+    ),
+    Operation(
+        "POST",
+        "/api/webhook/whatsapp/{slug}",
+        "An Evolution event, `byEvents` mode (the URL names the event)",
+        "webhooks",
+        WEBHOOK_ANSWERS,
+        WEBHOOK,
+        body=schemas.WebhookEnvelope,
+        path_params={"slug": {"type": "string", "examples": ["messages-upsert"]}},
+    ),
+    Operation(
+        "POST",
+        "/api/webhook/user/{user_id}",
+        "An Evolution event for one user's instance",
+        "webhooks",
+        {
+            **WEBHOOK_ANSWERS,
+            403: error("The envelope names another user's instance."),
+            404: error("The user id is not a UUID."),
+        },
+        WEBHOOK,
+        body=schemas.WebhookEnvelope,
+        path_params={"user_id": UUID_PARAM},
+    ),
+    Operation(
+        "POST",
+        "/api/webhook/evolution",
+        "An Evolution event, legacy envelopes accepted",
+        "webhooks",
+        WEBHOOK_ANSWERS,
+        WEBHOOK,
+        body=schemas.WebhookEnvelope,
+    ),
+    Operation(
+        "POST",
+        "/api/webhook/test",
+        "Dry run: what the service would do with this event (nothing is written)",
+        "webhooks",
+        {
+            200: Answer("What would happen.", schemas.WebhookDryRun),
+            400: WEBHOOK_ANSWERS[400],
+            401: UNAUTHORIZED,
+            413: WEBHOOK_ANSWERS[413],
+        },
+        WEBHOOK,
+        body=schemas.WebhookEnvelope,
+    ),
+    # ---- operators (CONTRACT §6) ----
+    Operation(
+        "GET",
+        "/admin",
+        "The health dashboard (a static page; paste the admin token into it)",
+        "operators",
+        {200: Answer("The page.", {"type": "string"}, HTML)},
+    ),
+    Operation(
+        "GET",
+        "/admin/ws",
+        "The dashboard's live socket (WebSocket upgrade): the tree every 2 s",
+        "operators",
+        {101: Answer("Switching protocols.", None), 401: UNAUTHORIZED},
+        ("adminTokenQuery",),
+        websocket=True,
+    ),
+    Operation(
+        "GET",
+        "/admin/tree",
+        "This node, the supervisor, and one entry per actor",
+        "operators",
+        {200: Answer("The tree.", schemas.AdminTree), 401: UNAUTHORIZED},
+        ADMIN,
+    ),
+    *(
+        Operation(
+            "POST",
+            f"/admin/instances/{{name}}/{action}",
+            f"{action.capitalize()} an instance's actor",
+            "operators",
+            {
+                200: Answer("The actor's entry.", schemas.ActorEntry),
+                401: UNAUTHORIZED,
+                404: error("No instance of that name."),
+                503: UNAVAILABLE,
+            },
+            ADMIN,
+            path_params={"name": {"type": "string", "examples": ["user_<uuid>"]}},
+        )
+        for action in ("restart", "stop", "start")
+    ),
+    # Listed by issue 11 (admin API); documented loosely until their filters are written here.
+    Operation(
+        "GET",
+        "/admin/instances",
+        "Instances, paginated, filtered by state, health and organisation",
+        "operators",
+        {
+            200: Answer("A page of instances.", {"type": "object"}),
+            400: BAD_INPUT,
+            401: UNAUTHORIZED,
+            503: UNAVAILABLE,
+        },
+        ADMIN,
+    ),
+    Operation(
+        "GET",
+        "/admin/instances/{name}",
+        "One instance: snapshot, health history, inbox backlog, recent Evolution calls",
+        "operators",
+        {
+            200: Answer("The instance.", {"type": "object"}),
+            401: UNAUTHORIZED,
+            404: error("No instance of that name."),
+            503: UNAVAILABLE,
+        },
+        ADMIN,
+        path_params={"name": {"type": "string"}},
+    ),
+    # ---- probes ----
+    Operation(
+        "GET",
+        "/healthz",
+        "Liveness: 200 while the process serves",
+        "probes",
+        {200: Answer("Alive.", schemas.Liveness)},
+    ),
+    Operation(
+        "GET",
+        "/readyz",
+        "Readiness: the database, the supervisor and the inbox writer",
+        "probes",
+        {
+            200: Answer("Ready.", schemas.Readiness),
+            503: Answer("Not ready; `reasons` says why.", schemas.Readiness),
+        },
+    ),
+    Operation(
+        "GET",
+        "/metrics",
+        "Prometheus metrics (admin token when configured so)",
+        "probes",
+        {
+            200: Answer("Prometheus text format.", {"type": "string"}, "text/plain"),
+            401: UNAUTHORIZED,
+        },
+        ("adminBearer", ""),
+    ),
+    Operation(
+        "GET",
+        "/openapi.json",
+        "This document",
+        "probes",
+        {200: Answer("OpenAPI 3.1.", {"type": "object"})},
+    ),
+    # ---- demo mode only ----
+    Operation(
+        "GET",
+        "/",
+        "The demo page",
+        "demo",
+        {200: Answer("The page.", {"type": "string"}, HTML)},
+    ),
+    Operation(
+        "POST",
+        "/api/demo/login",
+        "A token for the demo user",
+        "demo",
+        {200: Answer("A user JWT.", schemas.DemoLogin)},
+    ),
+    Operation(
+        "POST",
+        "/api/demo/scan",
+        "The simulated phone scans the user's QR",
+        "demo",
+        {
+            200: Answer("Scanned.", schemas.DemoScan),
+            401: UNAUTHORIZED,
+            404: error("No simulator in this deployment."),
+            409: error("The simulator refused the scan (no QR waiting)."),
+        },
+        USER,
+    ),
+)
