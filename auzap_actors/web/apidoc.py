@@ -17,7 +17,7 @@ JSON = "application/json"
 class Answer:
     description: str
     model: Any = None  # a Struct, or None for no body
-    media: str = JSON
+    media: str | tuple[str, ...] = JSON  # several: the answer is one of these types
     retry_after: bool = False  # carries Retry-After (a 503 that will pass)
 
 

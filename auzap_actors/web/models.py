@@ -148,6 +148,38 @@ class SettingsChange(RequestModel, forbid_unknown_fields=True):
     ) = msgspec.UNSET
 
 
+class DemoInbound(RequestModel):
+    """`POST /api/demo/inbound` (demo mode): a message to the user's own simulated phone."""
+
+    error_code: ClassVar[str] = "invalid_inbound"
+    field_codes: ClassVar[Mapping[str, str]] = {
+        "from": "invalid_sender",
+        "text": "invalid_text",
+        "push_name": "invalid_push_name",
+    }
+
+    sender: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^\s*\+?(?: *[0-9]){8,15}\s*$",
+            description="the sender's phone number, 8 to 15 digits (`+` and spaces allowed)",
+        ),
+    ] = msgspec.field(name="from")
+    text: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_TEXT,
+            pattern=r"^\s*[^\s\x00][^\x00]*$",
+            description=f"a non-empty string of at most {MAX_TEXT} characters",
+        ),
+    ]
+    push_name: Annotated[str, msgspec.Meta(max_length=100, pattern=r"^[^\x00]*$")] | None = None
+
+    def phone(self) -> str:
+        return self.sender.strip().lstrip("+").replace(" ", "")
+
+
 # ---- query strings -----------------------------------------------------------------------
 
 

@@ -123,7 +123,8 @@ def _answer(answer: Answer) -> dict[str, Any]:
         schema = answer.model
         if isinstance(schema, type):
             schema = {"$ref": REF.format(name=schema.__name__)}
-        spec["content"] = {answer.media: {"schema": schema}}
+        media = (answer.media,) if isinstance(answer.media, str) else answer.media
+        spec["content"] = {kind: {"schema": schema} for kind in media}
     if answer.retry_after:
         spec["headers"] = {
             "Retry-After": {"description": "seconds", "schema": {"type": "string"}},

@@ -27,7 +27,7 @@ from .apidoc import (
     Operation,
     error,
 )
-from .models import DeleteQuery, PageQuery, SendMessage, SettingsChange
+from .models import DeleteQuery, DemoInbound, PageQuery, SendMessage, SettingsChange
 
 OPERATIONS: tuple[Operation, ...] = (
     # ---- user API (CONTRACT §3) ----
@@ -87,11 +87,20 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             200: Answer("The instance.", schemas.InstanceEnvelope),
             400: BAD_INPUT,
+            409: error("Auto-reply cannot be turned on: no AI responder is configured."),
             413: TOO_LARGE,
             **ACTOR_CALL,
         },
         USER,
         body=SettingsChange,
+    ),
+    Operation(
+        "GET",
+        f"{API}/settings",
+        "The instance's settings as stored (with the auto-reply prompt)",
+        "user",
+        {200: Answer("The settings.", schemas.SettingsView), **ACTOR_CALL},
+        USER,
     ),
     Operation(
         "GET",
@@ -320,14 +329,28 @@ OPERATIONS: tuple[Operation, ...] = (
         "probes",
         {200: Answer("OpenAPI 3.1.", {"type": "object"})},
     ),
-    # ---- demo mode only ----
+    # ---- the user page (every mode) ----
     Operation(
         "GET",
         "/",
-        "The demo page",
-        "demo",
+        "The user page (sign in, connect, conversations; no data without a token)",
+        "page",
         {200: Answer("The page.", {"type": "string"}, HTML)},
     ),
+    Operation(
+        "GET",
+        "/static/{name}",
+        "One of the user page's files (app.js, live.js, util.js, view.js, app.css, icon.svg)",
+        "page",
+        {
+            200: Answer(
+                "The file.", {"type": "string"}, ("text/javascript", "text/css", "image/svg+xml")
+            ),
+            404: error("No such file."),
+        },
+        path_params={"name": {"type": "string", "examples": ["app.js"]}},
+    ),
+    # ---- demo mode only ----
     Operation(
         "POST",
         "/api/demo/login",
@@ -347,5 +370,29 @@ OPERATIONS: tuple[Operation, ...] = (
             409: error("The simulator refused the scan (no QR waiting)."),
         },
         USER,
+    ),
+    Operation(
+        "POST",
+        "/api/demo/inbound",
+        "A message from `from` reaches the user's own simulated phone",
+        "demo",
+        {
+            200: Answer("Delivered to the simulator.", schemas.DemoInboundAnswer),
+            400: BAD_INPUT,
+            401: UNAUTHORIZED,
+            404: error("The user has no instance (or no simulator in this deployment)."),
+            409: error("WhatsApp is not connected."),
+            413: TOO_LARGE,
+        },
+        USER,
+        body=DemoInbound,
+    ),
+    # ---- `AUZAP_BENCH_NOOP=1` only (auzap-actors bench) ----
+    Operation(
+        "POST",
+        "/_bench/noop",
+        "Reads the body and answers like a webhook, doing nothing (the bench's HTTP ceiling)",
+        "bench",
+        {200: Answer("Done nothing.", schemas.WebhookAck)},
     ),
 )

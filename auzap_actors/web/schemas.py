@@ -41,6 +41,12 @@ class HealthView(msgspec.Struct):
     issues: list[str]
 
 
+class QuietHoursView(msgspec.Struct):
+    start: Annotated[str, msgspec.Meta(examples=["22:00"])]
+    end: Annotated[str, msgspec.Meta(examples=["07:00"])]
+    timezone: Annotated[str, msgspec.Meta(examples=["America/Sao_Paulo"])]
+
+
 class InstanceView(msgspec.Struct):
     """The user's instance (CONTRACT §3)."""
 
@@ -53,6 +59,11 @@ class InstanceView(msgspec.Struct):
     qr_code: Annotated[str | None, msgspec.Meta(description="data:image/png;base64,…")]
     health: HealthView
     auto_reply: bool
+    auto_reply_per_contact_hour: int
+    auto_reply_per_instance_day: int
+    auto_reply_quiet_hours: QuietHoursView | None
+    auto_reply_human_pause_min: int | None
+    auto_reply_groups: bool
     updated_at: datetime
 
 
@@ -202,6 +213,24 @@ class Liveness(msgspec.Struct):
 class DemoLogin(msgspec.Struct):
     token: str
     user_id: uuid.UUID
+
+
+class SettingsView(msgspec.Struct):
+    """What `PATCH /api/whatsapp/settings` stored (the prompt is not in InstanceView)."""
+
+    auto_reply: bool
+    auto_reply_prompt: str | None
+    auto_reply_per_contact_hour: int
+    auto_reply_per_instance_day: int
+    auto_reply_quiet_hours: QuietHoursView | None
+    auto_reply_human_pause_min: int | None
+    auto_reply_groups: bool
+
+
+class DemoInboundAnswer(msgspec.Struct):
+    delivered: bool
+    instance_name: str
+    wa_message_id: str | None
 
 
 class DemoScan(msgspec.Struct):
