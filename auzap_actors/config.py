@@ -79,7 +79,6 @@ class Settings:
     ai_typing_ms: int = 1000
     # Outside demo mode, without AUZAP_AI_BASE_URL: answer with the offline responder (its
     # replies say they are automatic) instead of refusing to turn auto-reply on.
-    ai_offline: bool = False
     webhook_max_bytes: int = 16 * 1024 * 1024
     api_max_bytes: int = 64 * 1024
     ws_per_user: int = 5
@@ -379,7 +378,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ai_context_messages=_int(env, "AUZAP_AI_CONTEXT_MESSAGES", 20, 1, 200),
         ai_resend_grace_s=_float(env, "AUZAP_AI_RESEND_GRACE_S", 30.0, 0.0, 3600.0),
         ai_typing_ms=_int(env, "AUZAP_AI_TYPING_MS", 1000, 0, 20000),
-        ai_offline=_bool(env, "AUZAP_AI_OFFLINE", False),
         boot_concurrency=_int(env, "AUZAP_BOOT_CONCURRENCY", 8, 1, 1000),
         connect_concurrency=_int(env, "AUZAP_CONNECT_CONCURRENCY", 8, 1, 1000),
         webhook_max_bytes=_int(

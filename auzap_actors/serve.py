@@ -132,9 +132,8 @@ async def serve(
                         task_status,
                     )
             finally:
-                if responder is not None:
-                    with trio.CancelScope(shield=True):
-                        await responder.aclose()
+                with trio.CancelScope(shield=True):
+                    await responder.aclose()
             outer.cancel_scope.cancel()
     log.info("stopped")
 
@@ -211,14 +210,11 @@ def evolution_client(
     )
 
 
-def make_responder(settings: Settings) -> Responder | None:
-    """The OpenAI-compatible provider at AUZAP_AI_BASE_URL; without one, the offline
-    responder (its replies say they are automatic) in demo mode or with AUZAP_AI_OFFLINE=1;
-    otherwise none, and auto-reply cannot be turned on."""
-    if settings.ai_base_url is None and (settings.demo or settings.ai_offline):
-        return OfflineResponder()
+def make_responder(settings: Settings) -> Responder:
+    """The OpenAI-compatible provider at AUZAP_AI_BASE_URL; without one, the built-in offline
+    responder, whose replies say they are automatic (CONTRACT §1)."""
     if settings.ai_base_url is None:
-        return None
+        return OfflineResponder()
     return OpenAIResponder(
         settings.ai_base_url,
         settings.ai_api_key,

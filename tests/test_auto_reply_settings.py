@@ -52,7 +52,7 @@ BAD_BODIES: list[Any] = [
 
 
 async def test_limits_are_validated_stored_shown_and_kept(runner: ServiceRunner) -> None:
-    # Without a responder auto-reply cannot be turned on; the limits can still be set.
+    # Without AUZAP_AI_BASE_URL the built-in offline responder answers (CONTRACT §1).
     service = await runner.start()
     user = uuid.uuid4()
     token = user_token(user)
@@ -61,12 +61,11 @@ async def test_limits_are_validated_stored_shown_and_kept(runner: ServiceRunner)
         assert connected.status_code == 200, connected.text
         view = connected.json()["instance"]
         assert {key: view[key] for key in DEFAULTS} == DEFAULTS
-        refused = await client.patch(
+        turned_on = await client.patch(
             "/api/whatsapp/settings", headers=auth(token), json={"auto_reply": True}
         )
-        assert refused.status_code == 409, refused.text
-        assert refused.json()["error"]["code"] == "auto_reply_unavailable"
-        assert "AUZAP_AI_BASE_URL" in refused.json()["error"]["message"]
+        assert turned_on.status_code == 200, turned_on.text
+        assert turned_on.json()["instance"]["auto_reply"] is True
         for body in BAD_BODIES:
             answer = await client.patch("/api/whatsapp/settings", headers=auth(token), json=body)
             assert answer.status_code == 400, (body, answer.text)
@@ -86,7 +85,7 @@ async def test_limits_are_validated_stored_shown_and_kept(runner: ServiceRunner)
         changed = await client.patch("/api/whatsapp/settings", headers=auth(token), json=wanted)
         assert changed.status_code == 200, changed.text
         view = changed.json()["instance"]
-        assert {key: view[key] for key in wanted} == wanted and view["auto_reply"] is False
+        assert {key: view[key] for key in wanted} == wanted and view["auto_reply"] is True
     rows = await fetch_rows(
         runner.database_url,
         "SELECT auto_reply_per_contact_hour AS hour, auto_reply_per_instance_day AS day,"
@@ -251,9 +250,8 @@ async def test_a_deleted_instance_leaves_no_reply_behind(runner: ServiceRunner) 
 def test_auto_reply_variables(tmp_path: Path) -> None:
     base = make_settings("postgresql://x@/db", tmp_path)
     assert (base.ai_debounce_s, base.ai_attempts, base.ai_resend_grace_s) == (3.0, 2, 30.0)
-    assert make_responder(base) is None  # outside demo mode, no provider: no responder
-    offline = make_settings("postgresql://x@/db", tmp_path, AUZAP_AI_OFFLINE="1")
-    assert isinstance(make_responder(offline), OfflineResponder)
+    # No provider configured: the built-in offline responder (CONTRACT §1).
+    assert isinstance(make_responder(base), OfflineResponder)
     for name, value in (
         ("AUZAP_AI_DEBOUNCE_S", "-1"),
         ("AUZAP_AI_ATTEMPTS", "0"),
