@@ -203,10 +203,12 @@ async def test_sending_shows_receipts_advance(runner: ServiceRunner, tmp_path: P
     _assert_clean(seen, await _secrets(runner.database_url, name))
     async with http(service.url) as client:
         settings = await client.get("/api/whatsapp/settings", headers=auth(token))
-    assert settings.json() == {
+    stored = settings.json()
+    assert {key: stored[key] for key in ("auto_reply", "auto_reply_prompt")} == {
         "auto_reply": True,
         "auto_reply_prompt": "Você responde pela Padaria Sol. Seja breve.",
     }
+    assert stored["auto_reply_per_contact_hour"] == 5  # the limits come with it, defaults here
 
 
 async def test_forced_disconnect_alerts_and_reconnect_now(
