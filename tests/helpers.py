@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import select
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +24,7 @@ from auzap_actors.serve import Running
 from auzap_actors.store.db import open_pool
 from auzap_actors.web.auth import mint_user_token
 
-from .conftest import JWT_SECRET, WEBHOOK_SECRET
+from .conftest import ADMIN_TOKEN, JWT_SECRET, SIM_API_KEY, WEBHOOK_SECRET
 from .payloads import envelope, text_message
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -217,3 +222,36 @@ async def store_messages(
             return bool(count == len(items))
 
         await eventually(stored, timeout=60, interval=0.1)
+
+
+def spawn_service(
+    database_url: str, data_dir: Path, **env_extra: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`auzap-actors serve` as a child process (for tests that SIGKILL it): the process and
+    the URL it printed.  The test's own AUZAP_/EVOLUTION_ variables never leak into it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUZAP_", "EVOLUTION_"))}
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "AUZAP_DATA_DIR": str(data_dir),
+            "AUZAP_PORT": "0",
+            "AUZAP_JWT_SECRET": JWT_SECRET,
+            "AUZAP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AUZAP_ADMIN_TOKEN": ADMIN_TOKEN,
+            "EVOLUTION_API_KEY": SIM_API_KEY,
+            **env_extra,
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auzap_actors", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    assert ready, "the service did not start"
+    line = proc.stdout.readline()
+    assert "serving on" in line, line
+    return proc, line.rsplit(" ", 1)[1].strip()

@@ -6,12 +6,9 @@ writing the interrupted state before the service starts."""
 
 from __future__ import annotations
 
-import os
-import select
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,9 +19,18 @@ import trio
 from auzap_actors.store import instances
 from auzap_actors.store.db import open_pool
 
-from .conftest import ADMIN_TOKEN, JWT_SECRET, SIM_API_KEY, WEBHOOK_SECRET, ServiceRunner
+from .conftest import ServiceRunner
 from .fake_openai import FakeOpenAI, serve_fake_openai
-from .helpers import auth, eventually, fetch_rows, http, open_instance, sim_post_ok, user_token
+from .helpers import (
+    auth,
+    eventually,
+    fetch_rows,
+    http,
+    open_instance,
+    sim_post_ok,
+    spawn_service,
+    user_token,
+)
 
 
 def _free_port() -> int:
@@ -35,31 +41,9 @@ def _free_port() -> int:
 
 
 def _start(database_url: str, data_dir: Path, env_extra: dict[str, str]) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUZAP_", "EVOLUTION_"))}
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "AUZAP_DATA_DIR": str(data_dir),
-            "AUZAP_JWT_SECRET": JWT_SECRET,
-            "AUZAP_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "AUZAP_ADMIN_TOKEN": ADMIN_TOKEN,
-            "EVOLUTION_API_KEY": SIM_API_KEY,
-            "AUZAP_HEALTH_INTERVAL_S": "86400",
-            **env_extra,
-        }
+    proc, _ = spawn_service(
+        database_url, data_dir, **{"AUZAP_HEALTH_INTERVAL_S": "86400", **env_extra}
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "auzap_actors", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    assert ready, "the service did not start"
-    line = proc.stdout.readline()
-    assert "serving on" in line, line
     return proc
 
 

@@ -3,11 +3,8 @@ after a restart every event that got a 200 is applied, and none twice."""
 
 from __future__ import annotations
 
-import os
-import select
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,8 +15,8 @@ import trio
 from auzap_actors.store import instances
 from auzap_actors.store.db import open_pool
 
-from .conftest import ADMIN_TOKEN, JWT_SECRET, SIM_API_KEY, WEBHOOK_SECRET, ServiceRunner
-from .helpers import WEBHOOK_HEADERS, eventually
+from .conftest import ServiceRunner
+from .helpers import WEBHOOK_HEADERS, eventually, spawn_service
 from .payloads import envelope, text_message
 
 USER = uuid.uuid4()
@@ -29,32 +26,7 @@ NAME = f"user_{USER}"
 def _start(
     database_url: str, data_dir: Path, evolution_url: str
 ) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUZAP_", "EVOLUTION_"))}
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "AUZAP_DATA_DIR": str(data_dir),
-            "AUZAP_PORT": "0",
-            "AUZAP_JWT_SECRET": JWT_SECRET,
-            "AUZAP_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "AUZAP_ADMIN_TOKEN": ADMIN_TOKEN,
-            "EVOLUTION_API_URL": evolution_url,
-            "EVOLUTION_API_KEY": SIM_API_KEY,
-        }
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "auzap_actors", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 60)
-    assert ready, "the service did not start"
-    line = proc.stdout.readline()
-    assert "serving on" in line, line
-    return proc, line.rsplit(" ", 1)[1].strip()
+    return spawn_service(database_url, data_dir, EVOLUTION_API_URL=evolution_url)
 
 
 async def test_sigkill_while_streaming_loses_nothing_applies_once(
