@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 
 if __package__:
+    import trio
     from trio_websocket import ConnectionRejected, open_websocket_url
 
     from .browser import launch, run_browser_script, screenshots_dir
     from .conftest import ADMIN_TOKEN, JWT_SECRET, SIM_API_KEY, WEBHOOK_SECRET, ServiceRunner
+    from .faultdb import FaultPostgres, fault_db_fixture, fault_postgres_fixture  # noqa: F401
     from .helpers import WEBHOOK_HEADERS, eventually, http, next_frame, open_instance
     from .payloads import envelope, text_message
 else:  # run as the browser script, in a child process: tests/ is sys.path[0]
@@ -195,6 +197,42 @@ async def test_admin_socket_needs_the_token_and_the_page_holds_no_secret(
         frame = await next_frame(ws, timeout=1.5)
         [actor] = [a for a in frame["data"]["actors"] if a["instance_name"] == name]
         assert actor["restarts"] == 1
+
+
+async def test_the_tree_answers_during_a_database_outage(
+    fault_postgres: FaultPostgres, fault_db: str, tmp_path: Path
+) -> None:
+    """The tree is what an operator reads while the database is away: it answers at once,
+    with the inbox figures unknown (null) and the per-minute counts still there."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with trio.open_nursery() as nursery:
+        runner = ServiceRunner(nursery, fault_db, tmp_path)
+        service = await runner.start()
+        async with http(service.url) as client:
+            up = (await client.get("/admin/tree", headers=admin)).json()["inbox"]
+            await trio.to_thread.run_sync(fault_postgres.stop)
+            started = trio.current_time()
+            answer = await client.get("/admin/tree", headers=admin)
+            took_s = trio.current_time() - started
+            await trio.to_thread.run_sync(fault_postgres.start)
+            back = await eventually(lambda: _inbox_known(client, admin), timeout=15, interval=0.25)
+        await runner.stop()
+        nursery.cancel_scope.cancel()
+    print(f"\n/admin/tree with the database stopped answered in {took_s * 1000:.0f} ms")
+    assert up["lag_seconds"] == 0 and up["pending"] == 0 and up["pending_cap"] == 10_000
+    assert answer.status_code == 200, answer.text
+    down = answer.json()
+    assert down["failed_rows_unknown"] is True
+    assert down["inbox"]["lag_seconds"] is None and down["inbox"]["pending"] is None
+    assert len(down["inbox"]["events_per_minute"]) == 30
+    # One bounded wait for the database (DB_WAIT_S, 2 s), not one per query.
+    assert took_s < 3.0
+    assert back["lag_seconds"] == 0 and back["pending"] == 0
+
+
+async def _inbox_known(client: Any, admin: dict[str, str]) -> dict[str, Any] | None:
+    inbox: dict[str, Any] = (await client.get("/admin/tree", headers=admin)).json()["inbox"]
+    return inbox if inbox["pending"] is not None else None
 
 
 if __name__ == "__main__":
