@@ -72,6 +72,16 @@ class Hub:
             f"evicted={self.evicted} refused={self.refused}>"
         )
 
+    def stats(self) -> dict[str, int]:
+        """What the operators' tree shows of the hub (its repr, as fields)."""
+        return {
+            "subscribers": self.subscriber_count,
+            "open_sockets": self.open_sockets,
+            "published": self.published,
+            "evicted": self.evicted,
+            "refused": self.refused,
+        }
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._by_user.values())

@@ -96,6 +96,8 @@ class Operators:
                     "window_s": supervisor.policy.window_s,
                 },
                 "children": {"inbox_writer": repr(inbox_writer), "hub": repr(self.hub)},
+                # The same, as fields for the dashboard (the reprs stay for older readers).
+                "child_stats": {"inbox_writer": inbox_writer.stats(), "hub": self.hub.stats()},
                 "evolution_breaker": self.evolution.breaker.snapshot(),
             },
             # Counts by outcome, latest failures, the responder and its breaker.
@@ -105,7 +107,26 @@ class Operators:
                 for c in sorted(supervisor.children(), key=_name)
             ],
             "failed_rows_unknown": failed is None,
+            # While the database does not answer (failed is None) it is not asked again.
+            "inbox": {
+                **(await self._inbox_backlog() if failed is not None else _UNKNOWN_BACKLOG),
+                "pending_cap": queries.PENDING_COUNT_CAP,
+                "events_per_minute": self.metrics.webhooks_by_minute(),
+            },
         }
+
+    async def _inbox_backlog(self) -> dict[str, Any]:
+        """The whole inbox's lag (the /metrics probe) and pending rows (capped); None for
+        both while the database does not answer."""
+        try:
+            with trio.fail_after(DB_WAIT_S):
+                lag = await queries.inbox_lag_s(self._pool)
+                pending = await queries.inbox_pending(self._pool)
+        except Exception as exc:
+            if is_transient(exc):
+                return _UNKNOWN_BACKLOG
+            raise
+        return {"lag_seconds": round(lag, 3), **pending}
 
     async def _failed_rows(self) -> dict[str, dict[str, Any]] | None:
         """Failed inbox rows per instance; None while the database does not answer (the tree
@@ -246,6 +267,9 @@ class Operators:
         sample.websockets_evicted = hub.evicted
         sample.websockets_refused = hub.refused
         return sample
+
+
+_UNKNOWN_BACKLOG: dict[str, Any] = {"lag_seconds": None, "pending": None, "pending_capped": False}
 
 
 def _failed_of(failed: dict[str, dict[str, Any]] | None, name: str) -> dict[str, Any] | None:

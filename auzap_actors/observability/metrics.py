@@ -16,8 +16,10 @@ endpoints are path templates (`/instance/connect/{instance}`), never an instance
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from ..core.events import EVENT_NAMES
 from .journal import EvolutionCall, HealthCheck, Journal
+from .per_minute import PerMinute
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -142,10 +145,19 @@ class _ScrapeCollector(Collector):
 class Metrics:
     """The service's counters and histograms, and the per-instance journal they feed."""
 
-    def __init__(self, journal: Journal | None = None, *, process: bool = True) -> None:
+    def __init__(
+        self,
+        journal: Journal | None = None,
+        *,
+        process: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.journal = Journal() if journal is None else journal
         self.sample = ScrapeSample()
+        # Wall-clock seconds: the per-minute webhook counts are tagged with real minutes.
+        self.clock = clock
+        self.webhooks_per_minute = PerMinute()
         r = self.registry
         self.webhooks_received = Counter(
             "auzap_webhooks_received",
@@ -248,11 +260,21 @@ class Metrics:
     def webhook_accepted(self, event: str, *, duplicate: bool) -> None:
         label = event_label(event)
         self.webhooks_received.labels(label).inc()
+        at = self.clock()
+        self.webhooks_per_minute.add("accepted", at)
         if duplicate:
             self.webhooks_duplicates.labels(label).inc()
+            self.webhooks_per_minute.add("duplicates", at)
 
     def webhook_rejected(self, reason: str, event: str | None = None) -> None:
         self.webhooks_rejected.labels(event_label(event), reason).inc()
+        self.webhooks_per_minute.add("rejected", self.clock())
+
+    def webhooks_by_minute(self) -> list[dict[str, Any]]:
+        """The last half hour of webhook deliveries per minute (`PerMinute.series`):
+        `accepted` counts every 200 (duplicates included), `duplicates` those already stored,
+        `rejected` every refusal."""
+        return self.webhooks_per_minute.series(self.clock())
 
     def inbox_row_settled(
         self, outcome: str, *, latency_s: float | None, duration_s: float

@@ -124,12 +124,20 @@ class InboxWriter:
         """Connections opened after the first one."""
         return max(0, self._connects - 1)
 
+    def stats(self) -> dict[str, Any]:
+        """What the operators' tree shows of the writer (its repr, as fields)."""
+        return {
+            "running": self.running,
+            "queued": self._send.statistics().current_buffer_used,
+            "batches": self.batches,
+            "rows": self.rows,
+            "rejected": self.rejected,
+            "reconnects": self.reconnects,
+        }
+
     def __repr__(self) -> str:
-        queued = self._send.statistics().current_buffer_used
-        return (
-            f"<InboxWriter running={self.running} queued={queued} batches={self.batches}"
-            f" rows={self.rows} rejected={self.rejected} reconnects={self.reconnects}>"
-        )
+        fields = " ".join(f"{k}={v}" for k, v in self.stats().items())
+        return f"<InboxWriter {fields}>"
 
     async def submit(self, entry: InboxEntry) -> bool:
         """Store one event durably; True when it was already stored (a duplicate delivery).

@@ -11,6 +11,8 @@ from .instances import _COLUMNS, InstanceRecord, _record
 
 # A backlog is counted up to this many rows (the count of a huge backlog is "at least").
 BACKLOG_COUNT_CAP = 100_000
+# The whole inbox's backlog, as the dashboard reads it every 2 s per open page: a smaller cap.
+PENDING_COUNT_CAP = 10_000
 
 
 async def page_instances(
@@ -54,6 +56,20 @@ LAG_SQL = (
     "SELECT extract(epoch FROM now() - received_at)::float8 FROM webhook_inbox"
     " WHERE applied_at IS NULL AND outcome IS DISTINCT FROM 'orphan' ORDER BY id LIMIT 1"
 )
+
+
+# The same predicate as idx_webhook_inbox_unapplied: an index-only walk of at most $1 entries.
+PENDING_SQL = (
+    "SELECT count(*) FROM (SELECT 1 FROM webhook_inbox"
+    " WHERE applied_at IS NULL AND outcome IS DISTINCT FROM 'orphan' LIMIT $1) AS t"
+)
+
+
+async def inbox_pending(db: Any, cap: int = PENDING_COUNT_CAP) -> dict[str, Any]:
+    """Stored events of every instance not applied yet (orphans aside), counted up to `cap`:
+    `pending` and `pending_capped` (True: there are at least that many)."""
+    pending = int(await db.fetchval(PENDING_SQL, cap))
+    return {"pending": pending, "pending_capped": pending >= cap}
 
 
 async def inbox_backlog(db: Any, instance_name: str) -> dict[str, Any]:

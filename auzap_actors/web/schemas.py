@@ -193,10 +193,40 @@ class ActorEntry(msgspec.Struct):
     lease_epoch: int | None
 
 
+class MinuteCounts(msgspec.Struct):
+    minute: Annotated[datetime, msgspec.Meta(description="the minute's start, UTC")]
+    accepted: Annotated[int, msgspec.Meta(description="webhooks answered 200, duplicates too")]
+    duplicates: Annotated[int, msgspec.Meta(description="of those, already stored")]
+    rejected: Annotated[int, msgspec.Meta(description="webhooks refused")]
+
+
+class InboxState(msgspec.Struct):
+    """The webhook inbox of the whole service, as the dashboard shows it."""
+
+    lag_seconds: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="age of the oldest stored event not applied yet (0 when none);"
+            " null while the database does not answer"
+        ),
+    ]
+    pending: Annotated[
+        int | None,
+        msgspec.Meta(description="stored events not applied yet, counted up to `pending_cap`"),
+    ]
+    pending_capped: Annotated[bool, msgspec.Meta(description="true: at least `pending_cap`")]
+    pending_cap: int
+    events_per_minute: Annotated[
+        list[MinuteCounts],
+        msgspec.Meta(description="the last 30 minutes, oldest first, the current one last"),
+    ]
+
+
 class AdminTree(msgspec.Struct):
     node: dict[str, Any]
     supervisor: dict[str, Any]
     actors: list[ActorEntry]
+    inbox: InboxState
 
 
 class Readiness(msgspec.Struct):
