@@ -65,6 +65,14 @@ async def _outcomes(pool: Any, bodies: list[dict[str, Any]]) -> list[str | None]
     return [by_time.get(b["date_time"]) for b in bodies]
 
 
+async def _sessionless(pool: Any, name: str) -> bool:
+    """What an actor restarted now would load (core.state.InstanceState.sessionless)."""
+    value: bool = await pool.fetchval(
+        "SELECT sessionless FROM whatsapp_instances WHERE instance_name = $1", name
+    )
+    return value
+
+
 async def test_the_ending_actor_of_a_deleted_instance_applies_nothing_stored_after_it(
     runner: ServiceRunner,
 ) -> None:
@@ -172,10 +180,12 @@ async def test_a_late_logout_after_the_new_row_is_stale_but_a_real_one_still_cou
             after = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
             assert after["status"] == "waiting_qr" and after["qr_code"] == before["qr_code"]
             assert after["health"]["issues"] == []
+            assert await _sessionless(pool, name) is True
 
             # The new session opens, then the phone unlinks it: that logout is real.
             await sim_post_ok(sim, f"/_sim/instances/{name}/scan", {"phone": "5511900000009"})
             await wait_frame(ws, lambda f: f["type"] == "status" and f["data"]["status"] == "open")
+            assert await _sessionless(pool, name) is False
             await sim_post_ok(sim, f"/_sim/instances/{name}/disconnect", {"code": 401})
             note = await wait_frame(
                 ws, lambda f: f["type"] == "notification" and f["data"]["message"] == LOGGED_OUT
@@ -202,3 +212,4 @@ async def test_a_late_logout_after_the_new_row_is_stale_but_a_real_one_still_cou
             assert [f for f in await frames_until_pong(ws) if f["type"] == "notification"] == []
             view = (await client.get("/api/whatsapp/instance", headers=auth(token))).json()
             assert view["status"] == "disconnected" and view["phone_number"] is None
+            assert await _sessionless(pool, name) is True
