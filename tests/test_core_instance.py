@@ -34,6 +34,7 @@ from auzap_actors.core.instance import (
 from auzap_actors.core.state import (
     LOGGED_OUT_REASONS,
     CallConnect,
+    CallLogout,
     ConnectionClosed,
     ConnectionConnecting,
     ConnectionOpened,
@@ -44,6 +45,7 @@ from auzap_actors.core.state import (
     QrExpired,
     QrUpdated,
     Status,
+    ends_session,
 )
 from auzap_actors.core.views import InstanceSnapshot
 
@@ -61,6 +63,29 @@ def _open_snapshot() -> InstanceSnapshot:
         in_evolution=True,
         full_check_in=3,
     )
+
+
+def _fresh_snapshot() -> InstanceSnapshot:
+    """The row a connect has just created, as the store loads it: no session can exist for it
+    yet, and nothing is expected open."""
+    return InstanceSnapshot(
+        "user_x",
+        "u1",
+        None,
+        state=InstanceState(sessionless=True),
+        health=HealthState(expect_open=False),
+    )
+
+
+# Evolution's news that a session's credentials are gone (logout.instance / remove.instance,
+# a final close): what a deleted instance sends late, after its successor's row exists.
+LATE_LOGOUTS = (
+    LoggedOut(),
+    ConnectionClosed(401),
+    ConnectionClosed(403),
+    ConnectionClosed(402),
+    ConnectionClosed(406),
+)
 
 
 @dataclass
@@ -209,6 +234,81 @@ def test_evolution_unreachable_blames_no_instance() -> None:
     assert run.snap.health.status == "error" and run.snap.health.consecutive_failures == 0
 
 
+# ---- stale logouts (a deleted instance's, or a late copy) ----------------------------------
+
+
+def _waiting_for_scan(start: InstanceSnapshot) -> Run:
+    run = Run(start)
+    run.take(ConnectRequested())
+    run.take(ConnectAnswered("connecting", QR))
+    assert run.status is Status.WAITING_QR
+    return run
+
+
+def test_a_deleted_instances_late_logout_never_reaches_the_row_that_replaced_it() -> None:
+    run = Run(_fresh_snapshot())
+    run.take(ConnectRequested())  # the connect is in flight: connecting, no QR yet
+    for late in LATE_LOGOUTS:
+        before = run.snap
+        assert run.take(late) == [], late  # no write, no frame, no call
+        assert run.snap is before
+    run.take(ConnectAnswered("connecting", QR))
+    for late in LATE_LOGOUTS:
+        assert run.take(late) == [], late
+    assert run.status is Status.WAITING_QR and run.snap.state.qr_code == QR
+    assert run.snap.health.issues == ()
+
+
+def test_a_fresh_session_seen_open_is_logged_out_for_real_once() -> None:
+    run = _waiting_for_scan(_fresh_snapshot())
+    opened = run.take(ConnectionOpened("5511999999999"))
+    assert _notifications(opened) == ["WhatsApp connected"]
+    assert opened[0] == Persist() and not run.snap.state.sessionless
+    logged_out = run.take(LoggedOut())
+    assert logged_out[0] == Persist() and _notifications(logged_out) == ["WhatsApp disconnected"]
+    assert run.status is Status.DISCONNECTED and run.snap.state.sessionless
+    assert not run.snap.health.expect_open
+    # The rest of Evolution's sequence, and a late copy once the user connects again: stale.
+    assert run.take(ConnectionClosed(401)) == []
+    run.take(ConnectRequested())
+    run.take(ConnectAnswered("connecting", QR))
+    assert run.take(ConnectionClosed(401)) == [] and run.status is Status.WAITING_QR
+
+
+def test_a_qr_flow_refused_by_whatsapp_still_ends() -> None:
+    """corpus 53-54: the QR limit message, then connection.update refused."""
+    run = _waiting_for_scan(_fresh_snapshot())
+    ended = run.take(QrExpired())
+    assert _notifications(ended) == ["QR code expired"] and run.status is Status.DISCONNECTED
+    assert run.snap.state.qr_code is None
+    assert run.take(QrExpired()) == []
+    # Evolution logs the refused socket out: nothing more to tell.
+    assert run.take(ConnectionClosed(401)) == [] and run.status is Status.DISCONNECTED
+
+
+def test_the_users_logout_makes_evolutions_late_logout_stale() -> None:
+    run = Run(_open_snapshot())
+    asked = run.take(LogoutRequested())
+    assert CallLogout() in asked and run.snap.state.sessionless
+    # Evolution logs out asynchronously; the user connects again before its close/401 comes.
+    run.take(ConnectRequested())
+    run.take(ConnectAnswered("connecting", QR))
+    for late in (LoggedOut(), ConnectionClosed(401)):
+        assert run.take(late) == []
+    assert run.status is Status.WAITING_QR
+
+
+def test_an_adopted_instance_may_have_a_session_so_its_logouts_count() -> None:
+    created = Run(_fresh_snapshot())
+    assert created.take(Created()) == [] and created.snap.state.sessionless
+    run = Run(_fresh_snapshot())
+    assert run.take(Created(adopted=True)) == [Persist()]
+    assert not run.snap.state.sessionless
+    run.take(ConnectRequested())
+    run.take(ConnectAnswered("connecting", QR))
+    assert _notifications(run.take(LoggedOut())) == ["WhatsApp disconnected"]
+
+
 # ---- invariants under arbitrary sequences ---------------------------------------------------
 
 webhook_events = st.one_of(
@@ -227,7 +327,7 @@ inputs: st.SearchStrategy[Input] = st.one_of(
     st.just(LogoutRequested()),
     st.just(Boot()),
     st.just(Tick()),
-    st.just(Created()),
+    st.builds(Created, st.booleans()),
     st.just(Forgotten()),
     # Evolution's three kinds of answer: a state (with fetchInstances' reason), 404, no answer.
     st.builds(Observed, purposes, states, st.sampled_from([None, 401, 428, 515])),
@@ -242,7 +342,7 @@ inputs: st.SearchStrategy[Input] = st.one_of(
     ),
 )
 starts = st.sampled_from(
-    [_open_snapshot(), InstanceSnapshot("user_x", "u1", "o1", in_evolution=True)]
+    [_open_snapshot(), InstanceSnapshot("user_x", "u1", "o1", in_evolution=True), _fresh_snapshot()]
 )
 LOGOUTS = (LogoutRequested, LoggedOut)
 
@@ -266,8 +366,15 @@ def test_invariants_hold_whatever_the_inputs(
     logged_out = False
     for item, elapsed, jitter in sequence:
         run.now += elapsed
+        before = run.snap
         effects = run.take(item, jitter=jitter)
         snap = run.snap
+        # Without a session, Evolution's news of a logout is stale: nothing at all changes.
+        if before.state.sessionless and ends_session(item):
+            assert effects == [] and snap is before, item
+        # No session: neither open nor watched (seen open is the only way out).
+        if snap.state.sessionless:
+            assert snap.state.status is not Status.OPEN and not snap.health.expect_open
         # Never "open" beside a failed check.
         assert not (snap.state.status is Status.OPEN and snap.health.status == "unhealthy")
         # The QR is shown only while waiting for a scan.

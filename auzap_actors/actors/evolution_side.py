@@ -10,6 +10,7 @@ import logging
 from ..core.instance import (
     CallReconnect,
     ConnectAnswered,
+    Created,
     Observed,
     ReconnectOutcome,
     ResumeAnswered,
@@ -29,21 +30,25 @@ from .deps import ActorDeps
 log = logging.getLogger(__name__)
 
 
-async def create_or_adopt(deps: ActorDeps, name: str) -> None:
-    """Create the instance in Evolution (the seed's createUserInstance) and record it."""
+async def create_or_adopt(deps: ActorDeps, name: str) -> Created:
+    """Create the instance in Evolution (the seed's createUserInstance) and record it; the
+    answer says whether it was there already (adopted)."""
     evolution = deps.evolution
     config = deps.webhook_config(name)
     try:
         created = await evolution.create_instance(name, webhook=config)
         instance_id: str | None = created.instance_id
         token: str | None = created.token
+        adopted = False
     except EvolutionForbidden:
         # The name exists already (an earlier create whose answer we lost): adopt it and
         # make sure it calls us back with the current secret.
         await evolution.set_webhook(name, config)
         found = await evolution.fetch_instances(name=name)
         instance_id, token = (found[0].id if found else None), None
+        adopted = True
     await instances.mark_created_in_evolution(deps.pool, name, instance_id, token)
+    return Created(adopted=adopted)
 
 
 async def sync_webhook(deps: ActorDeps, name: str) -> bool:

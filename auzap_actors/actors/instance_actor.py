@@ -25,7 +25,6 @@ from ..core.auto_reply import Recompose, SendReply, SettleReply
 from ..core.instance import (
     Boot,
     CallReconnect,
-    Created,
     EnsureCreated,
     Feed,
     Forgotten,
@@ -141,7 +140,9 @@ class InstanceActor:
             while not self.snapshot.deleted:  # a new row under this name gets a new actor
                 letter = await self.mailbox.receive.receive()
                 await self._deliver(letter)
-                if self.mailbox.answer_doorbell():
+                # Not once deleted: rows stored since then under this name belong to no row or
+                # to the row that replaced it (its own actor), never to this snapshot.
+                if not self.snapshot.deleted and self.mailbox.answer_doorbell():
                     await self._drain_inbox()
             timers.cancel_scope.cancel()
 
@@ -227,8 +228,7 @@ class InstanceActor:
                     else:
                         deps.hub.publish_org(new.organization_id, frame_type, data)
                 case EnsureCreated():
-                    await evolution_side.create_or_adopt(deps, self.name)
-                    await self.feed(Created())
+                    await self.feed(await evolution_side.create_or_adopt(deps, self.name))
                 case Feed(input=next_input):
                     await self.feed(next_input)
                 case CallConnect():

@@ -263,9 +263,10 @@ class Supervisor:
         """Rows were committed for these instances: their actors drain them."""
         for name in names:
             child = self._children.get(name)
-            if child is not None and child.status in ACCEPTING:
+            if child is not None and child.status in ACCEPTING and not child.deleted:
                 child.mailbox.ring(DrainInbox())
-            elif self._nursery is not None and child is None:
+            elif self._nursery is not None and (child is None or child.deleted):
+                # A deleted instance's actor applies nothing more: its name is unknown again.
                 self._nursery.start_soon(self._route_unknown, name)
             # A stopped or parked actor drains its rows when it starts again, and one waiting
             # for the database drains them when it is back.
@@ -292,6 +293,9 @@ class Supervisor:
         with trio.CancelScope() as scope:
             child.cancel_scope = scope
             await self._supervise_loop(child)
+        if child.deleted and self._children.get(child.name) is child and self._nursery:
+            # Rows stored while it was ending (after its delete) are nobody's: flagged orphans.
+            self._nursery.start_soon(self._route_unknown, child.name)
         child.status = "stopped"
         child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is {child.status}"))
         child.ready.set()

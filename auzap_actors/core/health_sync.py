@@ -18,18 +18,16 @@ from .health import (
     UserActed,
 )
 from .state import (
-    LOGGED_OUT_REASONS,
     AttentionRequired,
-    ConnectionClosed,
     ConnectRequested,
     Event,
     InstanceState,
-    LoggedOut,
     LogoutRequested,
     ReconnectRequested,
     ReportedConnecting,
     ReportedOpen,
     Status,
+    ends_session,
 )
 
 
@@ -51,9 +49,7 @@ def health_event_for(old: InstanceState, new: InstanceState, event: Event) -> He
 
 
 def _is_logout(event: Event) -> bool:
-    if isinstance(event, LogoutRequested | LoggedOut):
-        return True
-    return isinstance(event, ConnectionClosed) and event.reason in LOGGED_OUT_REASONS
+    return isinstance(event, LogoutRequested) or ends_session(event)
 
 
 def state_event_for(check: HealthEvent, status: Status, health: HealthState) -> Event | None:

@@ -31,6 +31,10 @@ Rules (read these before changing ``step``)
 * Auto-reply (``core.auto_reply``): ``TextsArrived`` (the new messages of a batch, with the
   facts the actor read in that batch's transaction) gives the decisions to record with it;
   ``ReplyComposed`` gives the send, or how the reply ends.  Neither changes the snapshot.
+* Stale logouts: Evolution logs out asynchronously (a delete logs out first; the close/401
+  follows, maybe retried) and its envelopes do not tell one instance of a name from the next.
+  While the state is ``sessionless`` (no session can exist), Evolution's news of a logout
+  changes nothing: a deleted instance's late logout never reaches the row that replaced it.
 * Evolution's side: a connect for an instance Evolution does not have yet first creates it
   (``EnsureCreated``, then the connect is fed again); a 404 from Evolution (``Forgotten``,
   ``Observed(missing=True)``) makes the next connect or reconnect create it again.
@@ -107,6 +111,7 @@ from .state import (
     ReportedClosed,
     ReportedConnecting,
     ReportedOpen,
+    ends_session,
     transition,
 )
 from .views import InstanceSnapshot, qrcode_frame, status_frame
@@ -207,8 +212,11 @@ class _Step:
                 # reconnect the failures lead to creates it again.
                 if snap.health.expect_open:
                     self._check_next("periodic")
-            case Created():
+            case Created(adopted=adopted):
                 self.snap = replace(snap, in_evolution=True)
+                if adopted and snap.state.sessionless:  # it may have a session: logouts count
+                    self.snap = replace(self.snap, state=replace(snap.state, sessionless=False))
+                    self.persist = True
             case Forgotten():
                 self.snap = replace(snap, in_evolution=False)
             case OrganizationChanged(organization_id=org):
@@ -257,6 +265,8 @@ class _Step:
                 self._health(CheckOpen() if opened else pending)
             case ReconnectOutcome():
                 self._reconnect_outcome(item)
+            case _ if snap.state.sessionless and ends_session(item):
+                pass  # stale: there is no session to end (the inbox row is applied all the same)
             case _:
                 self._apply(item)
 

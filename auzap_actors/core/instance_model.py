@@ -39,7 +39,10 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Created:
-    """Evolution has the instance now (created, or adopted after a lost answer)."""
+    """Evolution has the instance now (created, or ``adopted``: it was there already, maybe
+    with a session)."""
+
+    adopted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

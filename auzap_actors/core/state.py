@@ -12,6 +12,8 @@ Rules (read these before changing the table):
   Persisting and publishing the new state after every transition is the actor's job and is
   not listed as an effect.
 * Notifications are emitted on *changes* only, so duplicated webhooks never notify twice.
+* `sessionless` follows the session: seen open clears it, a logout (news or request) sets it.
+  Evolution's news of a logout while it is set is stale; `core.instance.step` drops it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class InstanceState:
     qr_code: str | None = None
     last_reason: int | None = None  # Baileys statusReason of the last close
     since: float | None = None  # monotonic-free "now" given by the caller when status changed
+    # No WhatsApp session can exist: created by a connect, or logged out (or asked to be), and
+    # not seen open since.  False when unknown (older rows, restored or adopted ones).
+    sessionless: bool = False
 
     @property
     def is_connected(self) -> bool:
@@ -234,6 +239,14 @@ TRANSITIONS: Mapping[Status, Mapping[type[Event], Status]] = {
 LOGGED_OUT_REASONS = frozenset({401, 403, 402, 406})
 
 
+def ends_session(event: object) -> bool:
+    """Evolution's news that a session's credentials are gone (`logout.instance`,
+    `remove.instance`, a final close with a logged-out code), as opposed to the user's request."""
+    if isinstance(event, LoggedOut):
+        return True
+    return isinstance(event, ConnectionClosed) and event.reason in LOGGED_OUT_REASONS
+
+
 def _format_phone(phone: str | None) -> str:
     return f"+{phone}" if phone else "your phone"
 
@@ -252,6 +265,10 @@ def transition(
         new = replace(new, qr_code=None)
     if target is not state.status:
         new = replace(new, since=now)
+    if target is Status.OPEN:
+        new = replace(new, sessionless=False)
+    elif isinstance(event, LogoutRequested) or ends_session(event):
+        new = replace(new, sessionless=True)
     effects: list[Effect] = []
 
     match event:

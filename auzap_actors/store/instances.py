@@ -63,6 +63,7 @@ class InstanceRecord:
     auto_reply_timezone: str | None = None
     auto_reply_human_pause_min: int | None = None
     auto_reply_groups: bool = False
+    sessionless: bool = False
 
     def auto_reply_limits(self) -> AutoReplyLimits:
         quiet = None
@@ -95,6 +96,7 @@ class InstanceRecord:
             qr_code=self.qr_code if status is Status.WAITING_QR else None,
             last_reason=self.last_reason,
             since=self.state_since,
+            sessionless=self.sessionless,
         )
         health = health_from_json(self.health, status)
         return InstanceSnapshot(
@@ -118,7 +120,8 @@ _COLUMNS = (
     " auto_reply, auto_reply_prompt, evolution_instance_id, evolution_token,"
     " extract(epoch FROM coalesce(updated_at, now()))::float8 AS updated_at,"
     " auto_reply_per_contact_hour, auto_reply_per_instance_day, auto_reply_quiet_start,"
-    " auto_reply_quiet_end, auto_reply_timezone, auto_reply_human_pause_min, auto_reply_groups"
+    " auto_reply_quiet_end, auto_reply_timezone, auto_reply_human_pause_min, auto_reply_groups,"
+    " sessionless"
 )
 
 
@@ -171,9 +174,12 @@ async def ensure_instance(
         async with conn.transaction():
             # Supabase has the user already; a standalone database learns it from the JWT.
             await ensure_auth_user(conn, user_id)
+            # A new row has no session yet: a logout Evolution reports before it is seen open
+            # is a deleted predecessor's (core.state.InstanceState.sessionless).
             row = await conn.fetchrow(
-                "INSERT INTO whatsapp_instances (instance_name, user_id, organization_id)"
-                " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING instance_name",
+                "INSERT INTO whatsapp_instances (instance_name, user_id, organization_id,"
+                " sessionless) VALUES ($1, $2, $3, true) ON CONFLICT DO NOTHING"
+                " RETURNING instance_name",
                 name,
                 user_id,
                 organization_id,
@@ -201,7 +207,8 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
         " auto_reply_prompt = $13, auto_reply_per_contact_hour = $14,"
         " auto_reply_per_instance_day = $15, auto_reply_quiet_start = $16,"
         " auto_reply_quiet_end = $17, auto_reply_timezone = $18,"
-        " auto_reply_human_pause_min = $19, auto_reply_groups = $20 WHERE instance_name = $1",
+        " auto_reply_human_pause_min = $19, auto_reply_groups = $20, sessionless = $21"
+        " WHERE instance_name = $1",
         snapshot.instance_name,
         state.status.value,
         state.is_connected,
@@ -222,6 +229,7 @@ async def save_snapshot(db: Any, snapshot: InstanceSnapshot) -> None:
         None if quiet is None else quiet.timezone,
         limits.human_pause_min,
         limits.groups,
+        state.sessionless,
     )
 
 
