@@ -176,7 +176,7 @@ async function loadMessages(id, before) {
     const page = await api("GET", `/api/whatsapp/conversations/${encodeURIComponent(id)}/messages${q}`);
     if (state.selected !== id) return;
     if (!before) state.messages.clear();
-    for (const m of page.messages) mergeMessage(m);
+    for (const m of page.messages) mergeMessage(m, true);
     state.nextMessages = page.next;
     renderMessages(!before);
   } catch (err) {
@@ -190,7 +190,15 @@ function keepStatus(old, m) {
   if (old && STATUS_RANK[old.status] > STATUS_RANK[m.status]) return Object.assign({}, m, { status: old.status });
   return m;
 }
-function mergeMessage(m) { state.messages.set(m.id, keepStatus(state.messages.get(m.id), m)); }
+/* Messages of the same second are shown in the server's order: a page (newest first) numbers
+   its messages downwards, live ones upwards; a message keeps the number it first got. */
+let newerOrder = 0;
+let olderOrder = 0;
+function mergeMessage(m, fromPage = false) {
+  const old = state.messages.get(m.id);
+  const order = old ? old._order : fromPage ? --olderOrder : ++newerOrder;
+  state.messages.set(m.id, Object.assign({}, keepStatus(old, m), { _order: order }));
+}
 
 function onMessage(m) {
   const c = state.conversations.find((x) => x.id === m.conversation_id);
@@ -226,7 +234,8 @@ function onMessageStatus(s) {
   }
 }
 function onMessageUpdate(m) {
-  if (state.messages.has(m.id)) { state.messages.set(m.id, m); renderMessages(false); }
+  const old = state.messages.get(m.id);
+  if (old) { state.messages.set(m.id, Object.assign({}, m, { _order: old._order })); renderMessages(false); }
   const c = state.conversations.find((x) => x.last_message && x.last_message.id === m.id);
   if (c) { c.last_message = m; renderConversations(); }
 }

@@ -199,7 +199,7 @@ export function renderChatHead() {
 export function renderMessages(scrollToEnd) {
   const box = $("messages");
   const nearEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
-  const list = [...state.messages.values()].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || (a.id < b.id ? -1 : 1));
+  const list = [...state.messages.values()].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a._order - b._order);
   const c = state.conversations.find((x) => x.id === state.selected);
   const nodes = [];
   if (state.nextMessages) {
