@@ -23,22 +23,33 @@ def _serve(_: argparse.Namespace) -> int:
     return run(settings)
 
 
-def _migrate(_: argparse.Namespace) -> int:
+def _migrate(args: argparse.Namespace) -> int:
     import trio_asyncio
 
     from .serve import configure_logging, database
     from .store.db import open_pool
     from .store.migrate import migrate
+    from .store.multi import enable_multi_instance
 
     # Only the database is needed (none of the service's secrets).
     settings = load_tool_settings()
+    if args.multi_instance and settings.max_instances_per_user == 1:
+        # The step is one-way in practice (a second instance per user cannot go back under
+        # the seed's unique index): it needs the setting that asks for it.
+        raise ConfigError(
+            "--multi-instance drops the seed's one-instance-per-user index: set"
+            " AUZAP_MAX_INSTANCES_PER_USER above 1 to ask for it"
+        )
     configure_logging()
 
     async def main() -> int:
         async with database(settings) as dsn, open_pool(dsn, min_size=1, max_size=1) as pool:
             applied = await migrate(pool)
+            changes = await enable_multi_instance(pool) if args.multi_instance else None
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
         print(f"migrations applied: {names}")
+        if changes is not None:
+            print(f"multi-instance schema: {', '.join(changes) or 'already in place'}")
         return 0
 
     result: int = trio_asyncio.run(main)
@@ -158,7 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auzap-actors", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the service (embedded defaults when unconfigured)")
-    sub.add_parser("migrate", help="apply database migrations")
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument(
+        "--multi-instance",
+        action="store_true",
+        help="also allow several instances per user (needs AUZAP_MAX_INSTANCES_PER_USER > 1):"
+        " drops the seed's unique index on whatsapp_instances(user_id); idempotent",
+    )
     sim = sub.add_parser("evolution-sim", help="run the Evolution API v2 simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8080)

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# `user_<uuid>_<n>` names take n up to 999 (core/naming.py).
+MAX_INSTANCES_LIMIT = 100
+
 
 class ConfigError(Exception):
     """A configuration value is missing or malformed; the message names the variable."""
@@ -38,6 +41,8 @@ class ToolSettings:
     data_dir: Path
     evolution_api_url: str | None
     evolution_api_key: str = field(repr=False)
+    # `migrate --multi-instance` runs only when this is above 1.
+    max_instances_per_user: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,8 @@ class Settings:
     webhook_max_bytes: int = 16 * 1024 * 1024
     api_max_bytes: int = 64 * 1024
     ws_per_user: int = 5
+    # Instances one user may own; 1 keeps the seed's one-instance-per-user schema exactly.
+    max_instances_per_user: int = 1
     ws_max: int = 10000
     send_timeout_s: float = 10.0
     http_max_connections: int = 12000
@@ -322,7 +329,12 @@ def load_tool_settings(env: Mapping[str, str] | None = None) -> ToolSettings:
         data_dir=_data_dir(env),
         evolution_api_url=evolution_api_url.rstrip("/") if evolution_api_url else None,
         evolution_api_key=api_key,
+        max_instances_per_user=_max_instances(env),
     )
+
+
+def _max_instances(env: Mapping[str, str]) -> int:
+    return _int(env, "AUZAP_MAX_INSTANCES_PER_USER", 1, 1, MAX_INSTANCES_LIMIT)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -396,6 +408,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retention_interval_s=_float(env, "AUZAP_RETENTION_INTERVAL_S", 600.0, 1.0, 86400.0),
         api_max_bytes=_int(env, "AUZAP_API_MAX_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
         ws_per_user=_int(env, "AUZAP_WS_PER_USER", 5, 1, 1000),
+        max_instances_per_user=_max_instances(env),
         ws_max=_int(env, "AUZAP_WS_MAX", 10000, 1, 1_000_000),
         send_timeout_s=_float(env, "AUZAP_SEND_TIMEOUT_S", 10.0, 0.1, 600.0),
         http_max_connections=_int(env, "AUZAP_HTTP_MAX_CONNECTIONS", 12000, 2, 1_000_000),

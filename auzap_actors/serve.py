@@ -29,7 +29,7 @@ from .actors.facade import Actors
 from .actors.hub import Hub
 from .actors.supervisor import Supervisor
 from .ai import OfflineResponder, OpenAIResponder, Responder
-from .config import Settings, ToolSettings
+from .config import ConfigError, Settings, ToolSettings
 from .core.breaker import BreakerConfig
 from .core.health import HealthPolicy
 from .evolution.breaker import CircuitBreaker
@@ -45,6 +45,7 @@ from .store.doorbell import Doorbell
 from .store.embedded import EmbeddedPostgres
 from .store.inbox import InboxWriter
 from .store.migrate import migrate
+from .store.multi import USER_UNIQUE_INDEX, multi_instance_ready
 from .store.retention import RetentionPolicy, run_retention
 from .web.app import create_app
 from .web.auth import mint_user_token
@@ -100,6 +101,12 @@ async def serve(
         applied = await migrate(pool)
         if applied:
             log.info("applied %d migration(s)", len(applied))
+        if settings.max_instances_per_user > 1 and not await multi_instance_ready(pool):
+            raise ConfigError(
+                f"AUZAP_MAX_INSTANCES_PER_USER is {settings.max_instances_per_user}, but the"
+                f" database still allows one instance per user ({USER_UNIQUE_INDEX}): run"
+                " `auzap-actors migrate --multi-instance` first"
+            )
         async with trio.open_nursery() as outer:
             simulator_url = None
             if settings.evolution_api_url is None:
@@ -284,6 +291,7 @@ async def _run_root(
             node_id=settings.node_id,
             call_timeout_s=settings.call_timeout_s,
             metrics=metrics,
+            max_instances_per_user=settings.max_instances_per_user,
         )
         web = WebContext(settings, actors, simulator_url)
         limits = HttpLimits(settings.http_max_connections, settings.send_timeout_s)
@@ -356,7 +364,17 @@ def _banner(settings: Settings, url: str, simulator_url: str | None) -> None:
 
 def run(settings: Settings) -> int:
     """Blocking entry point for `auzap-actors serve`."""
-    trio_asyncio.run(_serve_until_signal, settings)
+    try:
+        trio_asyncio.run(_serve_until_signal, settings)
+    except BaseException as exc:
+        # A configuration the database contradicts (found once it is open) is one line, like
+        # any other configuration error, not a traceback inside exception groups.
+        cause: BaseException = exc
+        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+            cause = cause.exceptions[0]
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        raise
     return 0
 
 

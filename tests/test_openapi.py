@@ -119,7 +119,7 @@ async def test_the_document_is_served_and_built_from_the_request_models(
     assert send["security"] == [{"userBearer": []}]
     assert {"202", "400", "401", "409", "503"} <= set(send["responses"])
     page = doc["paths"]["/api/whatsapp/conversations"]["get"]["parameters"]
-    assert [p["name"] for p in page] == ["limit", "before"]
+    assert [p["name"] for p in page] == ["limit", "before", "instance"]
     assert page[0]["schema"] == {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.auto_reply import LimitsPatch
-from ..core.naming import instance_name_for
+from ..core.naming import instance_name_for, is_label
 from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
 from ..evolution.client import EvolutionClient
@@ -32,7 +32,7 @@ from ..observability.logs import (
 )
 from ..observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..observability.metrics import Metrics
-from ..store import instances
+from ..store import instances, multi
 from ..store.export import encode_line as encode_export_line
 from ..store.export import export_lines
 from ..store.faults import is_transient
@@ -61,11 +61,13 @@ __all__ = [
     "CallTimeout",
     "DatabaseUnavailable",
     "EventRejected",
+    "InstanceLimitReached",
     "IntakeUnavailable",
     "MailboxFull",
     "NotConnected",
     "SocketsFull",
     "UnknownActor",
+    "UnknownInstance",
     "UserRef",
     "encode_export_line",
     "new_request_id",
@@ -91,6 +93,14 @@ class IntakeUnavailable(ActorError):
 
 class UnknownActor(ActorError):
     """No actor by that name on this node: 404."""
+
+
+class UnknownInstance(UnknownActor):
+    """The instance selector names none of the user's instances: 404."""
+
+
+class InstanceLimitReached(ActorError):
+    """The user owns AUZAP_MAX_INSTANCES_PER_USER instances already: 409 `instance_limit`."""
 
 
 class AutoReplyUnavailable(ActorError):
@@ -124,8 +134,10 @@ class Actors:
         node_id: str,
         call_timeout_s: float = 30.0,
         metrics: Metrics | None = None,
+        max_instances_per_user: int = 1,
     ) -> None:
         self._pool = pool
+        self.max_instances_per_user = max_instances_per_user
         # The service's metrics: the web counts the webhooks it refuses here.
         self.metrics = Metrics(process=False) if metrics is None else metrics
         self.operators = Operators(
@@ -175,14 +187,44 @@ class Actors:
 
     # ---- the user's instance ---------------------------------------------------------------
 
-    async def find_user_instance(self, user: UserRef) -> InstanceSnapshot | None:
-        """The user's instance as its actor sees it, or None if the user has none."""
-        child = self.supervisor.get(instance_name_for(user.user_id))
-        if child is not None and child.snapshot is not None and not child.deleted:
-            return await self._follow_organization(user, child.snapshot)
+    async def find_user_instance(
+        self, user: UserRef, instance: str | None = None
+    ) -> InstanceSnapshot | None:
+        """The user's instance (`instance`: the one of theirs so named or labelled; None:
+        their primary) as its actor sees it, or None if there is no such instance."""
+        if instance is None:
+            child = self.supervisor.get(instance_name_for(user.user_id))
+            if child is not None and child.snapshot is not None and not child.deleted:
+                return await self._follow_organization(user, child.snapshot)
+        record = await self._record_for(user, instance)
+        if record is None:
+            return None
+        if instance is not None:
+            child = self.supervisor.get(record.instance_name)
+            if child is not None and child.snapshot is not None and not child.deleted:
+                return await self._follow_organization(user, child.snapshot)
+        return record.snapshot()
+
+    async def _record_for(
+        self, user: UserRef, instance: str | None
+    ) -> instances.InstanceRecord | None:
+        """The user's primary (None) or selected instance's row; only ever the user's own."""
         async with _database():
-            record = await instances.find_by_user(self._pool, user.user_id)
-        return record.snapshot() if record else None
+            if instance is None:
+                return await instances.find_by_user(self._pool, user.user_id)
+            return await instances.find_for_user(self._pool, user.user_id, instance)
+
+    async def user_instances(self, user: UserRef) -> list[tuple[InstanceSnapshot, str | None]]:
+        """All the user's instances, the primary first, each with its label."""
+        async with _database():
+            records = await instances.list_for_user(self._pool, user.user_id)
+        found = []
+        for record in records:
+            child = self.supervisor.get(record.instance_name)
+            live = child is not None and child.snapshot is not None and not child.deleted
+            snapshot = child.snapshot if live and child and child.snapshot else record.snapshot()
+            found.append((snapshot, record.instance_label))
+        return found
 
     async def ensure_user_instance(self, user: UserRef) -> str:
         """The user's row exists and its actor runs; returns the instance name."""
@@ -194,12 +236,46 @@ class Actors:
         await self.supervisor.ensure_actor(record.instance_name)
         return record.instance_name
 
-    async def connect(self, user: UserRef) -> InstanceSnapshot:
-        name = await self.ensure_user_instance(user)
+    async def connect(
+        self, user: UserRef, instance: str | None = None, *, label: str | None = None
+    ) -> InstanceSnapshot:
+        """Connect the user's primary instance (created if missing), or the one `instance`
+        selects, or the one labelled `label`; a label (or a selector that is a label) the user
+        has not used yet creates another instance, up to AUZAP_MAX_INSTANCES_PER_USER
+        (InstanceLimitReached beyond it)."""
+        if instance is None and label is None and self.max_instances_per_user == 1:
+            name = await self.ensure_user_instance(user)  # the seed's path, unchanged
+        else:
+            name = await self._ensure_selected(user, instance, label)
         snapshot: InstanceSnapshot = await self.supervisor.call(
             name, Connect(), self.call_timeout_s
         )
         return await self._follow_organization(user, snapshot)
+
+    async def _ensure_selected(self, user: UserRef, instance: str | None, label: str | None) -> str:
+        if instance is not None:
+            record = await self._record_for(user, instance)
+            if record is not None:
+                await self.supervisor.ensure_actor(record.instance_name)
+                return record.instance_name
+            if not is_label(instance) or self.max_instances_per_user == 1:
+                # Names are the service's to give: an unknown one is not created on demand.
+                # With one instance per user a selector only ever selects.
+                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
+            label = label or instance
+        try:
+            async with _database():
+                record, _created = await multi.create_instance(
+                    self._pool,
+                    user.user_id,
+                    user.organization_id,
+                    label,
+                    self.max_instances_per_user,
+                )
+        except multi.InstanceLimit as exc:
+            raise InstanceLimitReached(str(exc)) from None
+        await self.supervisor.ensure_actor(record.instance_name)
+        return record.instance_name
 
     async def _follow_organization(
         self, user: UserRef, snapshot: InstanceSnapshot
@@ -214,16 +290,30 @@ class Actors:
         )
         return changed
 
-    async def _user_call(self, user: UserRef, message: Any) -> Any:
-        """Ask the user's actor; UnknownActor when the user has no instance."""
-        async with _database():
-            record = await instances.find_by_user(self._pool, user.user_id)
+    async def _user_call(self, user: UserRef, message: Any, instance: str | None = None) -> Any:
+        """Ask the actor of the user's primary (or selected) instance; UnknownActor when the
+        user has no instance, UnknownInstance when the selector names none of theirs."""
+        record = await self._record_for(user, instance)
         if record is None:
+            if instance is not None:
+                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
             raise UnknownActor("You have no WhatsApp instance.")
         return await self.supervisor.call(record.instance_name, message, self.call_timeout_s)
 
-    async def logout(self, user: UserRef) -> InstanceSnapshot:
-        snapshot: InstanceSnapshot = await self._user_call(user, Logout())
+    async def _instance_name(self, user: UserRef, instance: str | None) -> str:
+        """The name whose stored conversations a read lists (UnknownInstance for a selector
+        that names none of the user's instances)."""
+        if instance is None and self.max_instances_per_user == 1:
+            return instance_name_for(user.user_id)
+        record = await self._record_for(user, instance)
+        if record is None:
+            if instance is not None:
+                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
+            return instance_name_for(user.user_id)
+        return record.instance_name
+
+    async def logout(self, user: UserRef, instance: str | None = None) -> InstanceSnapshot:
+        snapshot: InstanceSnapshot = await self._user_call(user, Logout(), instance)
         return snapshot
 
     @property
@@ -243,6 +333,7 @@ class Actors:
         auto_reply: bool | None,
         auto_reply_prompt: str | None,
         limits: LimitsPatch | None = None,
+        instance: str | None = None,
     ) -> InstanceSnapshot:
         """Change the instance's settings (None: left as it is); UnknownActor without one,
         AutoReplyUnavailable when turning auto-reply on without a responder."""
@@ -252,50 +343,62 @@ class Actors:
                 " (AUZAP_AI_BASE_URL)."
             )
         snapshot: InstanceSnapshot = await self._user_call(
-            user, ChangeSettings(auto_reply, auto_reply_prompt, limits)
+            user, ChangeSettings(auto_reply, auto_reply_prompt, limits), instance
         )
         return snapshot
 
-    async def delete(self, user: UserRef, *, purge: bool = False) -> None:
+    async def delete(
+        self, user: UserRef, *, purge: bool = False, instance: str | None = None
+    ) -> None:
         # The actor deletes the instance in Evolution and here, answers, then ends itself.
-        await self._user_call(user, DeleteInstance(purge))
+        await self._user_call(user, DeleteInstance(purge), instance)
 
-    async def send_text(self, user: UserRef, to: str, text: str) -> dict[str, Any]:
+    async def send_text(
+        self, user: UserRef, to: str, text: str, instance: str | None = None
+    ) -> dict[str, Any]:
         """Send through the user's instance; NotConnected if it is not open."""
         try:
-            view: dict[str, Any] = await self._user_call(user, SendText(to, text))
+            view: dict[str, Any] = await self._user_call(user, SendText(to, text), instance)
+        except UnknownInstance:
+            raise
         except UnknownActor:
             raise NotConnected("You have no WhatsApp instance yet; connect first.") from None
         return view
 
     async def conversations(
-        self, user: UserRef, limit: int, before: str | None
+        self, user: UserRef, limit: int, before: str | None, instance: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the user's conversations, newest first (BadCursor for a foreign cursor)."""
+        name = await self._instance_name(user, instance)
         async with _database():
-            return await list_conversations(
-                self._pool, instance_name_for(user.user_id), limit, before
-            )
+            return await list_conversations(self._pool, name, limit, before)
 
     async def messages(
-        self, user: UserRef, conversation_id: uuid.UUID, limit: int, before: str | None
+        self,
+        user: UserRef,
+        conversation_id: uuid.UUID,
+        limit: int,
+        before: str | None,
+        instance: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None] | None:
         """A page of one of the user's conversations; None if it is not theirs."""
+        name = await self._instance_name(user, instance)
         async with _database():
-            return await list_messages(
-                self._pool, instance_name_for(user.user_id), conversation_id, limit, before
-            )
+            return await list_messages(self._pool, name, conversation_id, limit, before)
 
-    async def export(self, user: UserRef) -> AsyncGenerator[dict[str, Any], None]:
+    async def export(
+        self, user: UserRef, instance: str | None = None
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The user's backup, line by line (store/export.py): UnknownActor when the user has
         no instance, DatabaseUnavailable when the database is away before the first line.
 
         The header and the first page are read here, before anything is sent; a database
         lost later ends the stream early, without its `end` line (the reader sees the file
         is incomplete).  The caller must exhaust or `aclose()` what this returns."""
-        async with _database():
-            record = await instances.find_by_user(self._pool, user.user_id)
+        record = await self._record_for(user, instance)
         if record is None:
+            if instance is not None:
+                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
             raise UnknownActor("You have no WhatsApp instance.")
         exported_at = datetime.fromtimestamp(self.now(), UTC)
         lines = export_lines(self._pool, record.instance_name, exported_at)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.payloads import Batch, parse_message
-from ..core.views import InstanceSnapshot
+from ..core.views import InstanceSnapshot, tagged
 from ..core.webhook import WebhookError
 from ..store import inbox
 from ..store import messages as messages_store
@@ -94,13 +94,15 @@ def _merged(results: list[Applied]) -> Applied:
 
 def publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:
     hub = deps.hub
+    name = snap.instance_name  # every frame names its instance (a user may have several)
     for message in applied.new_messages:
-        hub.publish_user(snap.user_id, "message", message)
-        hub.publish_org(snap.organization_id, "org.message", message)
+        frame = tagged(message, name)
+        hub.publish_user(snap.user_id, "message", frame)
+        hub.publish_org(snap.organization_id, "org.message", frame)
     for change in applied.status_changes:
-        hub.publish_user(snap.user_id, "message_status", change)
+        hub.publish_user(snap.user_id, "message_status", tagged(change, name))
     for presence in applied.presences:
-        hub.publish_user(snap.user_id, "presence", presence)
+        hub.publish_user(snap.user_id, "presence", tagged(presence, name))
 
 
 async def send_text(

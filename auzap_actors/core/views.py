@@ -84,6 +84,15 @@ def status_frame(snapshot: InstanceSnapshot) -> dict[str, Any]:
     }
 
 
+def tagged(data: Any, instance_name: str) -> Any:
+    """A frame's data naming its instance (`instance_name`), so a page that shows several
+    instances of one user can tell their frames apart; data that names it already, or is not
+    an object, is left as it is."""
+    if isinstance(data, dict) and "instance_name" not in data:
+        return {**data, "instance_name": instance_name}
+    return data
+
+
 def qrcode_frame(snapshot: InstanceSnapshot) -> dict[str, Any]:
     return {
         "instanceName": snapshot.instance_name,

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..core.auto_reply import AutoReplyLimits, QuietHours
 from ..core.health import HealthState
+from ..core.naming import instance_name_for
 from ..core.state import InstanceState, Status
 from ..core.views import InstanceSnapshot
 from . import inbox
@@ -64,6 +65,7 @@ class InstanceRecord:
     auto_reply_human_pause_min: int | None = None
     auto_reply_groups: bool = False
     sessionless: bool = False
+    instance_label: str | None = None  # NULL for the primary `user_<uuid>` (migration 0011)
 
     def auto_reply_limits(self) -> AutoReplyLimits:
         quiet = None
@@ -121,7 +123,7 @@ _COLUMNS = (
     " extract(epoch FROM coalesce(updated_at, now()))::float8 AS updated_at,"
     " auto_reply_per_contact_hour, auto_reply_per_instance_day, auto_reply_quiet_start,"
     " auto_reply_quiet_end, auto_reply_timezone, auto_reply_human_pause_min, auto_reply_groups,"
-    " sessionless"
+    " sessionless, instance_label"
 )
 
 
@@ -133,11 +135,41 @@ def _ts(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
+# A user's instances in order: `user_<uuid>` first (their primary), then by creation.  With
+# one instance per user (the seed's unique index) there is only ever the one row.
+_USER_ORDER = "ORDER BY instance_name = $2 DESC, created_at, instance_name"
+
+
 async def find_by_user(db: Any, user_id: uuid.UUID) -> InstanceRecord | None:
+    """The user's primary instance (their only one, unless AUZAP_MAX_INSTANCES_PER_USER > 1)."""
     row = await db.fetchrow(
-        f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE user_id = $1", user_id
+        f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE user_id = $1 {_USER_ORDER} LIMIT 1",
+        user_id,
+        instance_name_for(user_id),
     )
     return _record(row) if row else None
+
+
+async def find_for_user(db: Any, user_id: uuid.UUID, selector: str) -> InstanceRecord | None:
+    """The user's instance named `selector` or labelled so; never another user's."""
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM whatsapp_instances"
+        " WHERE user_id = $1 AND (instance_name = $2 OR instance_label = $2)"
+        " ORDER BY instance_name = $2 DESC LIMIT 1",
+        user_id,
+        selector,
+    )
+    return _record(row) if row else None
+
+
+async def list_for_user(db: Any, user_id: uuid.UUID) -> list[InstanceRecord]:
+    """All the user's instances, the primary first."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE user_id = $1 {_USER_ORDER}",
+        user_id,
+        instance_name_for(user_id),
+    )
+    return [_record(r) for r in rows]
 
 
 async def find_by_name(db: Any, name: str) -> InstanceRecord | None:

@@ -9,14 +9,29 @@ from typing import Any
 
 from quart import Blueprint, Response, request
 
-from ..actors.facade import AutoReplyUnavailable, UserRef, encode_export_line
+from ..actors.facade import (
+    AutoReplyUnavailable,
+    InstanceLimitReached,
+    UserRef,
+    encode_export_line,
+)
 from ..core.auto_reply import limits_view
 from ..core.errors import BadCursor
+from ..core.naming import LABEL_PATTERN, is_label
 from ..core.views import instance_view
 from .auth import bearer_token
 from .context import context, user_tokens
 from .errors import ApiError
-from .models import DeleteQuery, PageQuery, SendMessage, SettingsChange, parse_body, parse_query
+from .models import (
+    ConnectBody,
+    DeleteQuery,
+    InstanceQuery,
+    PageQuery,
+    SendMessage,
+    SettingsChange,
+    parse_body,
+    parse_query,
+)
 from .settings import settings_change
 
 api = Blueprint("api", __name__, url_prefix="/api/whatsapp")
@@ -29,21 +44,59 @@ async def current_user() -> UserRef:
     return await user_tokens().authenticate(bearer_token(request.headers))
 
 
+def _selector() -> str | None:
+    """`?instance=<name or label>` of this request (None: the user's primary instance).
+    Only ever resolved among the caller's own instances (the facade's SQL is scoped by user)."""
+    return parse_query(InstanceQuery, request.args).instance
+
+
+def _not_found(selector: str | None) -> ApiError:
+    if selector is not None:
+        return ApiError(404, "not_found", f"You have no WhatsApp instance named {selector!r}.")
+    return ApiError(404, "not_found", "You have no WhatsApp instance yet; connect first.")
+
+
 @api.post("/connect")
 async def connect() -> dict[str, Any]:
     user = await current_user()
+    selector = _selector()
     actors = context().actors
-    snapshot = await actors.connect(user)
+    label = None
+    if actors.max_instances_per_user > 1:
+        # The body is optional (a plain connect sends none); with one instance per user it is
+        # not read at all, as before.
+        raw = await _body()
+        label = parse_body(ConnectBody, raw).label if raw.strip() else None
+        if label is not None and not is_label(label):
+            raise ApiError(400, "invalid_label", "`label` must match " + LABEL_PATTERN)
+    try:
+        snapshot = await actors.connect(user, selector, label=label)
+    except InstanceLimitReached as exc:
+        raise ApiError(409, "instance_limit", str(exc)) from None
     return {"instance": instance_view(snapshot, actors.now())}
+
+
+@api.get("/instances")
+async def list_instances() -> dict[str, Any]:
+    """All the caller's instances, the primary first, each an InstanceView with its label."""
+    user = await current_user()
+    actors = context().actors
+    now = actors.now()
+    found = await actors.user_instances(user)
+    return {
+        "instances": [{**instance_view(snap, now), "label": label} for snap, label in found],
+        "max_instances": actors.max_instances_per_user,
+    }
 
 
 @api.get("/instance")
 async def get_instance() -> dict[str, Any]:
     user = await current_user()
+    selector = _selector()
     actors = context().actors
-    snapshot = await actors.find_user_instance(user)
+    snapshot = await actors.find_user_instance(user, selector)
     if snapshot is None:
-        raise ApiError(404, "not_found", "You have no WhatsApp instance yet; connect first.")
+        raise _not_found(selector)
     return instance_view(snapshot, actors.now())
 
 
@@ -51,7 +104,7 @@ async def get_instance() -> dict[str, Any]:
 async def logout() -> dict[str, Any]:
     user = await current_user()
     actors = context().actors
-    snapshot = await actors.logout(user)
+    snapshot = await actors.logout(user, _selector())
     return {"instance": instance_view(snapshot, actors.now())}
 
 
@@ -59,7 +112,7 @@ async def logout() -> dict[str, Any]:
 async def delete_instance() -> Response:
     user = await current_user()
     query = parse_query(DeleteQuery, request.args)
-    await context().actors.delete(user, purge=query.purge)
+    await context().actors.delete(user, purge=query.purge, instance=query.instance)
     return Response(b"", status=204)
 
 
@@ -72,14 +125,16 @@ async def _body() -> bytes:
 @api.post("/messages")
 async def send_message() -> tuple[dict[str, Any], int]:
     user = await current_user()
+    selector = _selector()
     body = parse_body(SendMessage, await _body())
-    message = await context().actors.send_text(user, body.recipient(), body.text)
+    message = await context().actors.send_text(user, body.recipient(), body.text, selector)
     return {"message": message}, 202
 
 
 @api.patch("/settings")
 async def change_settings() -> dict[str, Any]:
     user = await current_user()
+    selector = _selector()
     change = settings_change(parse_body(SettingsChange, await _body()))
     actors = context().actors
     try:
@@ -88,6 +143,7 @@ async def change_settings() -> dict[str, Any]:
             auto_reply=change.auto_reply,
             auto_reply_prompt=change.prompt,
             limits=change.limits,
+            instance=selector,
         )
     except AutoReplyUnavailable as exc:
         raise ApiError(409, "auto_reply_unavailable", str(exc)) from None
@@ -98,9 +154,10 @@ async def change_settings() -> dict[str, Any]:
 async def read_settings() -> dict[str, Any]:
     """The settings PATCH changes, as stored (the prompt is not part of InstanceView)."""
     user = await current_user()
-    snapshot = await context().actors.find_user_instance(user)
+    selector = _selector()
+    snapshot = await context().actors.find_user_instance(user, selector)
     if snapshot is None:
-        raise ApiError(404, "not_found", "You have no WhatsApp instance yet; connect first.")
+        raise _not_found(selector)
     return {
         "auto_reply": snapshot.auto_reply,
         "auto_reply_prompt": snapshot.auto_reply_prompt,
@@ -113,7 +170,9 @@ async def conversations() -> dict[str, Any]:
     user = await current_user()
     page = parse_query(PageQuery, request.args)
     try:
-        items, cursor = await context().actors.conversations(user, page.limit, page.before)
+        items, cursor = await context().actors.conversations(
+            user, page.limit, page.before, page.instance
+        )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     return {"conversations": items, "next": cursor}
@@ -128,7 +187,9 @@ async def conversation_messages(conversation_id: str) -> dict[str, Any]:
     except ValueError:
         raise ApiError(404, "not_found", "No such conversation.") from None
     try:
-        found = await context().actors.messages(user, wanted, page.limit, page.before)
+        found = await context().actors.messages(
+            user, wanted, page.limit, page.before, page.instance
+        )
     except BadCursor as exc:
         raise ApiError(400, "invalid_cursor", str(exc)) from None
     if found is None:
@@ -141,7 +202,7 @@ async def conversation_messages(conversation_id: str) -> dict[str, Any]:
 async def export() -> Response:
     """The user's backup as NDJSON (store/export.py), streamed: one JSON object per line."""
     user = await current_user()
-    lines = await context().actors.export(user)
+    lines = await context().actors.export(user, _selector())
 
     async def body() -> AsyncGenerator[bytes, None]:
         async with aclosing(lines):

@@ -31,6 +31,7 @@ class Operation:
     # Alternatives: any one of these security schemes (see SECURITY_SCHEMES); () = none.
     security: tuple[str, ...] = ()
     body: Any = None  # the request body's Struct
+    body_required: bool = True  # False: the body may be left out (`POST /connect`)
     query: type[RequestModel] | None = None
     path_params: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     websocket: bool = False  # a WebSocket upgrade, documented as its GET

@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, TypeVar
 import msgspec
 import msgspec.inspect as mi
 
+from ..core.naming import LABEL_PATTERN
 from ..core.webhook import WebhookError, decode_json
 from .errors import ApiError
 
@@ -180,7 +181,50 @@ class DemoInbound(RequestModel):
         return self.sender.strip().lstrip("+").replace(" ", "")
 
 
+class ConnectBody(RequestModel):
+    """`POST /api/whatsapp/connect`, optional: `label` connects the user's instance with that
+    label, or creates one (up to AUZAP_MAX_INSTANCES_PER_USER).  Other keys are ignored."""
+
+    error_code: ClassVar[str] = "invalid_label"
+
+    label: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=LABEL_PATTERN,
+                description="1 to 40 letters, digits, spaces, `.` or `-`, starting with a"
+                " letter or digit",
+                examples=["sales", "support 2"],
+            ),
+        ]
+        | None
+    ) = None
+
+
 # ---- query strings -----------------------------------------------------------------------
+
+INSTANCE_SELECTOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$"
+# `?instance=<name or label>` of every user route: which of the user's instances (default:
+# their primary).  Last in each query model, after the route's own parameters.
+InstanceSelector = (
+    Annotated[
+        str,
+        msgspec.Meta(
+            pattern=INSTANCE_SELECTOR_PATTERN,
+            description="the name (`user_<uuid>` or `user_<uuid>_<n>`) or label of one of the"
+            " user's instances; without it, the user's primary instance",
+        ),
+    ]
+    | None
+)
+
+
+class InstanceQuery(RequestModel):
+    """`?instance=` alone, for the user routes without other parameters."""
+
+    field_codes: ClassVar[Mapping[str, str]] = {"instance": "invalid_instance"}
+
+    instance: InstanceSelector = None
 
 
 class PageQuery(RequestModel):
@@ -189,6 +233,7 @@ class PageQuery(RequestModel):
     field_codes: ClassVar[Mapping[str, str]] = {
         "limit": "invalid_limit",
         "before": "invalid_cursor",
+        "instance": "invalid_instance",
     }
 
     limit: Annotated[int, msgspec.Meta(ge=1, le=200, description="page size")] = 50
@@ -201,16 +246,21 @@ class PageQuery(RequestModel):
         ]
         | None
     ) = None
+    instance: InstanceSelector = None
 
 
 class DeleteQuery(RequestModel):
     """`DELETE /api/whatsapp/instance?purge=true|false`."""
 
-    field_codes: ClassVar[Mapping[str, str]] = {"purge": "invalid_purge"}
+    field_codes: ClassVar[Mapping[str, str]] = {
+        "purge": "invalid_purge",
+        "instance": "invalid_instance",
+    }
 
     purge: Annotated[
         bool, msgspec.Meta(description="also delete the stored contacts, conversations, messages")
     ] = False
+    instance: InstanceSelector = None
 
 
 Model = TypeVar("Model", bound=RequestModel)

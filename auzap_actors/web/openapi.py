@@ -111,7 +111,7 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
         spec["parameters"] = parameters
     if op.body is not None:
         spec["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": {"$ref": REF.format(name=_name(op.body))}}},
         }
     return spec

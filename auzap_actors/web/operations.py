@@ -27,7 +27,19 @@ from .apidoc import (
     Operation,
     error,
 )
-from .models import DeleteQuery, DemoInbound, PageQuery, SendMessage, SettingsChange
+from .models import (
+    ConnectBody,
+    DeleteQuery,
+    DemoInbound,
+    InstanceQuery,
+    PageQuery,
+    SendMessage,
+    SettingsChange,
+)
+
+# Every user route takes `?instance=` (the user's primary instance without it): a selector
+# that names none of the caller's instances is a 404.
+NO_SUCH_INSTANCE = error("No instance of this user is so named or labelled.")
 
 OPERATIONS: tuple[Operation, ...] = (
     # ---- user API (CONTRACT §3) ----
@@ -36,7 +48,30 @@ OPERATIONS: tuple[Operation, ...] = (
         f"{API}/connect",
         "Create the user's instance if needed, then connect (the QR follows on /ws)",
         "user",
-        {200: Answer("The instance.", schemas.InstanceEnvelope), **ACTOR_CALL},
+        {
+            200: Answer("The instance.", schemas.InstanceEnvelope),
+            400: BAD_INPUT,
+            409: error(
+                "A new label while the user owns AUZAP_MAX_INSTANCES_PER_USER instances"
+                " (`instance_limit`)."
+            ),
+            413: TOO_LARGE,
+            **ACTOR_CALL,
+        },
+        USER,
+        body=ConnectBody,
+        body_required=False,
+        query=InstanceQuery,
+        description="With AUZAP_MAX_INSTANCES_PER_USER above 1, `label` (or `?instance=` with"
+        " a label) connects the user's instance with that label, creating it when new; with"
+        " the default (1) the body is not read and `?instance=` only selects.",
+    ),
+    Operation(
+        "GET",
+        f"{API}/instances",
+        "All the user's instances, the primary first",
+        "user",
+        {200: Answer("The instances.", schemas.InstanceList), 401: UNAUTHORIZED, 503: UNAVAILABLE},
         USER,
     ),
     Operation(
@@ -44,16 +79,18 @@ OPERATIONS: tuple[Operation, ...] = (
         f"{API}/instance",
         "The user's instance",
         "user",
-        {200: Answer("The instance.", schemas.InstanceView), **ACTOR_CALL},
+        {200: Answer("The instance.", schemas.InstanceView), 400: BAD_INPUT, **ACTOR_CALL},
         USER,
+        query=InstanceQuery,
     ),
     Operation(
         "POST",
         f"{API}/logout",
         "Log the WhatsApp session out, keep the instance",
         "user",
-        {200: Answer("The instance.", schemas.InstanceEnvelope), **ACTOR_CALL},
+        {200: Answer("The instance.", schemas.InstanceEnvelope), 400: BAD_INPUT, **ACTOR_CALL},
         USER,
+        query=InstanceQuery,
     ),
     Operation(
         "DELETE",
@@ -78,6 +115,7 @@ OPERATIONS: tuple[Operation, ...] = (
         },
         USER,
         body=SendMessage,
+        query=InstanceQuery,
     ),
     Operation(
         "PATCH",
@@ -93,14 +131,16 @@ OPERATIONS: tuple[Operation, ...] = (
         },
         USER,
         body=SettingsChange,
+        query=InstanceQuery,
     ),
     Operation(
         "GET",
         f"{API}/settings",
         "The instance's settings as stored (with the auto-reply prompt)",
         "user",
-        {200: Answer("The settings.", schemas.SettingsView), **ACTOR_CALL},
+        {200: Answer("The settings.", schemas.SettingsView), 400: BAD_INPUT, **ACTOR_CALL},
         USER,
+        query=InstanceQuery,
     ),
     Operation(
         "GET",
@@ -111,6 +151,7 @@ OPERATIONS: tuple[Operation, ...] = (
             200: Answer("A page.", schemas.ConversationPage),
             400: BAD_INPUT,
             401: UNAUTHORIZED,
+            404: NO_SUCH_INSTANCE,
             503: UNAVAILABLE,
         },
         USER,
@@ -125,7 +166,7 @@ OPERATIONS: tuple[Operation, ...] = (
             200: Answer("A page.", schemas.MessagePage),
             400: BAD_INPUT,
             401: UNAUTHORIZED,
-            404: error("No such conversation of this user."),
+            404: error("No such conversation of this user (or no such instance of theirs)."),
             503: UNAVAILABLE,
         },
         USER,
@@ -145,11 +186,13 @@ OPERATIONS: tuple[Operation, ...] = (
                 {"type": "string"},
                 "application/x-ndjson",
             ),
+            400: BAD_INPUT,
             401: UNAUTHORIZED,
             404: NO_INSTANCE,
             503: UNAVAILABLE,
         },
         USER,
+        query=InstanceQuery,
     ),
     Operation(
         "GET",

@@ -71,6 +71,21 @@ class InstanceEnvelope(msgspec.Struct):
     instance: InstanceView
 
 
+class InstanceListItem(InstanceView):
+    label: Annotated[
+        str | None, msgspec.Meta(description="the user's label; null for an unlabelled instance")
+    ]
+
+
+class InstanceList(msgspec.Struct):
+    """The caller's instances, the primary (the one used without `?instance=`) first."""
+
+    instances: list[InstanceListItem]
+    max_instances: Annotated[
+        int, msgspec.Meta(ge=1, description="AUZAP_MAX_INSTANCES_PER_USER of this service")
+    ]
+
+
 class MessageView(msgspec.Struct):
     id: uuid.UUID
     conversation_id: uuid.UUID

@@ -12,7 +12,7 @@ from typing import Any
 from quart import Blueprint, request
 
 from ..actors.facade import EventRejected, IntakeUnavailable
-from ..core.naming import instance_name_for
+from ..core.naming import instance_name_for, ordinal_for_user
 from ..core.routing import classify, describe
 from ..core.webhook import (
     WebhookError,
@@ -68,7 +68,12 @@ async def _receive_counted(
             expected = instance_name_for(user_id)
         except ValueError:
             raise ApiError(404, "not_found", "The user id in the URL is not a UUID.") from None
-        if envelope.instance != expected:
+        # With several instances per user, any of the user's names (`user_<uuid>_<n>`) is
+        # theirs; with one, only `user_<uuid>`, as before.
+        several = ctx.settings.max_instances_per_user > 1
+        if envelope.instance != expected and not (
+            several and ordinal_for_user(envelope.instance, user_id) is not None
+        ):
             raise ApiError(
                 403, "forbidden", "The envelope names an instance that is not this user's."
             )

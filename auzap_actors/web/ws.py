@@ -73,6 +73,15 @@ async def browser_socket() -> Response | None:
         snapshot = await actors.find_user_instance(user)
         view = instance_view(snapshot, actors.now()) if snapshot else None
         await websocket.send(encode_frame("snapshot", view))
+        if actors.max_instances_per_user > 1:
+            # The snapshot stays the primary's InstanceView; a user with several instances
+            # also gets all of them (each with its label), the primary first.
+            now = actors.now()
+            listed = [
+                {**instance_view(snap, now), "label": label}
+                for snap, label in await actors.user_instances(user)
+            ]
+            await websocket.send(encode_frame("instances", listed))
 
         async def read_client() -> None:
             while True:

@@ -1,0 +1,11 @@
+-- Multiple instances per user (AUZAP_MAX_INSTANCES_PER_USER above 1), step one of two.
+--
+-- A nullable label for a user's extra instances.  Every existing row keeps NULL (its user's
+-- primary instance `user_<uuid>`), and no row is rewritten: adding a nullable column without
+-- a default only changes the catalogue.  No index changes here, so a 1:1 database keeps the
+-- seed's indexes exactly, its unique index on user_id included.
+--
+-- Step two drops that unique index and is an operator's explicit act, never automatic:
+-- `auzap-actors migrate --multi-instance` (store/multi.py), which refuses to run while
+-- AUZAP_MAX_INSTANCES_PER_USER is 1.
+ALTER TABLE whatsapp_instances ADD COLUMN IF NOT EXISTS instance_label TEXT;
