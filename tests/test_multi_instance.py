@@ -1,6 +1,6 @@
 """Several instances per user (AUZAP_MAX_INSTANCES_PER_USER above 1).
 
-Migration 0010 leaves a 1:1 database as it was (indexes and rows); the operator step
+Migration 0011 leaves a 1:1 database as it was (indexes and rows); the operator step
 (`migrate --multi-instance`) is refused at the default, idempotent above it, and the service
 refuses to start above 1 until it ran.  Then one user's instances connect and scan apart, each
 its own actor; messages land in the instance they came to; `?instance=` selects among the
@@ -22,6 +22,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from auzap_actors.config import ConfigError
+from auzap_actors.core.legacy import Kind, Remote, Row, review
 from auzap_actors.store.db import open_pool
 from auzap_actors.store.migrate import migrate
 from auzap_actors.store.multi import (
@@ -52,7 +53,7 @@ _INDEXES = (
     "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'whatsapp_instances'"
     " ORDER BY indexname"
 )
-# The seed's columns (CONTRACT §9) and the service's, as they were before migration 0010.
+# The seed's columns (CONTRACT §9) and the service's, as they were before migration 0011.
 _ROWS = "SELECT * FROM whatsapp_instances ORDER BY instance_name"
 
 
@@ -62,11 +63,11 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-async def test_migration_0010_leaves_a_one_to_one_database_untouched(database_url: str) -> None:
+async def test_migration_0011_leaves_a_one_to_one_database_untouched(database_url: str) -> None:
     async with open_pool(database_url, min_size=1, max_size=1) as pool:
-        # The database as migration 0009 left it, with users and their one instance each.
+        # The database as migration 0010 left it, with users and their one instance each.
         await pool.execute("ALTER TABLE whatsapp_instances DROP COLUMN instance_label")
-        await pool.execute("DELETE FROM schema_migrations WHERE version = 10")
+        await pool.execute("DELETE FROM schema_migrations WHERE version = 11")
         users = [uuid.uuid4() for _ in range(3)]
         for n, user in enumerate(users):
             await pool.execute("INSERT INTO auth.users (id) VALUES ($1)", user)
@@ -83,7 +84,7 @@ async def test_migration_0010_leaves_a_one_to_one_database_untouched(database_ur
 
         applied = await migrate(pool)
 
-        assert [(m.version, m.name) for m in applied] == [(10, "instance_label")]
+        assert [(m.version, m.name) for m in applied] == [(11, "instance_label")]
         assert [dict(r.items()) for r in await pool.fetch(_INDEXES)] == indexes_before
         rows_after = [dict(r.items()) for r in await pool.fetch(_ROWS)]
         assert [r.pop("instance_label") for r in rows_after] == [None] * 3
@@ -372,3 +373,23 @@ async def test_with_the_default_a_selector_only_selects(runner: ServiceRunner) -
         user,
     )
     assert rows == [{"instance_label": None}]
+
+
+def test_the_instance_review_knows_a_user_s_further_instances() -> None:
+    """`instances check`: once the schema allows several instances per user, `user_<uuid>_<n>`
+    of its own user is no stray name; another user's suffix, or any before, still is."""
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    rows = [
+        Row(f"user_{alice}", alice),
+        Row(f"user_{alice}_2", alice),
+        Row(f"user_{alice}_3", bob),
+    ]
+    remotes = [Remote(name=row.name, evolution_id=f"id-{n}") for n, row in enumerate(rows)]
+    one = review(rows, remotes, {})
+    several = review(rows, remotes, {}, several=True)
+    assert sorted((f.kind, f.name) for f in one.findings) == [
+        (Kind.BAD_NAME, f"user_{alice}_2"),
+        (Kind.BAD_NAME, f"user_{alice}_3"),
+    ]
+    assert [(f.kind, f.name) for f in several.findings] == [(Kind.BAD_NAME, f"user_{alice}_3")]
+    assert one.plan == several.plan == []

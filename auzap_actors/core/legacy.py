@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .naming import user_id_from_instance_name
+from .naming import ordinal_for_user, user_id_from_instance_name
 
 
 class Action(StrEnum):
@@ -202,6 +202,7 @@ def review(
     *,
     known_users: set[str] | None = None,
     only: str | None = None,
+    several: bool = False,
 ) -> Review:
     """What is wrong and what `update` would change.
 
@@ -244,7 +245,10 @@ def review(
                 plan.append(FillUserId(row.name, str(from_name)))
                 owner_of[str(from_name)] = row.name
         elif from_name is None:
-            findings.append(Finding(Kind.BAD_NAME, row.name, detail=f"user {row.user_id}"))
+            # With several instances per user (`several`: the schema allows them), a user's
+            # `user_<uuid>_<n>` is one of theirs, not a stray name.
+            if not (several and ordinal_for_user(row.name, row.user_id) is not None):
+                findings.append(Finding(Kind.BAD_NAME, row.name, detail=f"user {row.user_id}"))
         elif uuid.UUID(row.user_id) != from_name:
             findings.append(
                 Finding(Kind.NAME_USER_MISMATCH, row.name, detail=f"user_id {row.user_id}")

@@ -22,6 +22,7 @@ from ..evolution.client import EvolutionClient
 from ..evolution.errors import EvolutionError
 from ..evolution.retry import RetryPolicy
 from ..store import legacy
+from ..store.multi import multi_instance_ready
 from .db import tool_pool
 from .progress import Progress
 
@@ -97,13 +98,15 @@ async def _gather(pool: Any, client: EvolutionClient, only: str | None) -> Input
     ]
     orphans = await legacy.read_orphans(pool)
     standalone = await legacy.auth_is_standalone(pool)
+    # Once `migrate --multi-instance` ran, a user's `user_<uuid>_<n>` rows are legitimate.
+    several = await multi_instance_ready(pool)
     known = None
     if not standalone:
         # Supabase: only users auth.users has may be given an instance.
-        first = review(rows, remotes, orphans, only=only)
+        first = review(rows, remotes, orphans, only=only, several=several)
         candidates = {change.user_id for change in first.plan}
         known = await legacy.known_users(pool, candidates) if candidates else set()
-    result = review(rows, remotes, orphans, known_users=known, only=only)
+    result = review(rows, remotes, orphans, known_users=known, only=only, several=several)
     if only is not None:
         rows = [row for row in rows if row.name == only]
         remotes = [remote for remote in remotes if remote.name == only]
