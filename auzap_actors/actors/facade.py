@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ..core.auto_reply import LimitsPatch
-from ..core.naming import instance_name_for, is_label
+from ..core.naming import instance_name_for
 from ..core.views import InstanceSnapshot
 from ..core.webhook import Envelope, dedup_key
 from ..evolution.client import EvolutionClient
@@ -32,7 +32,7 @@ from ..observability.logs import (
 )
 from ..observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..observability.metrics import Metrics
-from ..store import instances, multi
+from ..store import instances
 from ..store.export import encode_line as encode_export_line
 from ..store.export import export_lines
 from ..store.faults import is_transient
@@ -50,6 +50,8 @@ from .messages import (
     SetOrganization,
 )
 from .operators import Operators
+from .selection import InstanceLimitReached, Selection, UnknownActor, UnknownInstance
+from .selection import database as _database
 from .supervisor import Child, Supervisor
 
 __all__ = [
@@ -91,34 +93,11 @@ class IntakeUnavailable(ActorError):
     """The event cannot be stored now: 503 + Retry-After, Evolution retries."""
 
 
-class UnknownActor(ActorError):
-    """No actor by that name on this node: 404."""
-
-
-class UnknownInstance(UnknownActor):
-    """The instance selector names none of the user's instances: 404."""
-
-
-class InstanceLimitReached(ActorError):
-    """The user owns AUZAP_MAX_INSTANCES_PER_USER instances already: 409 `instance_limit`."""
-
-
 class AutoReplyUnavailable(ActorError):
     """Auto-reply cannot be turned on: no AI responder is configured (409)."""
 
 
 log = logging.getLogger(__name__)
-
-
-@asynccontextmanager
-async def _database() -> AsyncIterator[None]:
-    """A database that is away right now is a 503 (retry), never a 500."""
-    try:
-        yield
-    except Exception as exc:
-        if is_transient(exc):
-            raise DatabaseUnavailable("The database is not reachable now; retry shortly.") from exc
-        raise
 
 
 class Actors:
@@ -138,6 +117,7 @@ class Actors:
     ) -> None:
         self._pool = pool
         self.max_instances_per_user = max_instances_per_user
+        self.selection = Selection(pool, supervisor, max_instances_per_user)
         # The service's metrics: the web counts the webhooks it refuses here.
         self.metrics = Metrics(process=False) if metrics is None else metrics
         self.operators = Operators(
@@ -196,7 +176,7 @@ class Actors:
             child = self.supervisor.get(instance_name_for(user.user_id))
             if child is not None and child.snapshot is not None and not child.deleted:
                 return await self._follow_organization(user, child.snapshot)
-        record = await self._record_for(user, instance)
+        record = await self.selection.record(user.user_id, instance)
         if record is None:
             return None
         if instance is not None:
@@ -205,26 +185,9 @@ class Actors:
                 return await self._follow_organization(user, child.snapshot)
         return record.snapshot()
 
-    async def _record_for(
-        self, user: UserRef, instance: str | None
-    ) -> instances.InstanceRecord | None:
-        """The user's primary (None) or selected instance's row; only ever the user's own."""
-        async with _database():
-            if instance is None:
-                return await instances.find_by_user(self._pool, user.user_id)
-            return await instances.find_for_user(self._pool, user.user_id, instance)
-
     async def user_instances(self, user: UserRef) -> list[tuple[InstanceSnapshot, str | None]]:
         """All the user's instances, the primary first, each with its label."""
-        async with _database():
-            records = await instances.list_for_user(self._pool, user.user_id)
-        found = []
-        for record in records:
-            child = self.supervisor.get(record.instance_name)
-            live = child is not None and child.snapshot is not None and not child.deleted
-            snapshot = child.snapshot if live and child and child.snapshot else record.snapshot()
-            found.append((snapshot, record.instance_label))
-        return found
+        return await self.selection.listing(user.user_id)
 
     async def ensure_user_instance(self, user: UserRef) -> str:
         """The user's row exists and its actor runs; returns the instance name."""
@@ -246,36 +209,11 @@ class Actors:
         if instance is None and label is None and self.max_instances_per_user == 1:
             name = await self.ensure_user_instance(user)  # the seed's path, unchanged
         else:
-            name = await self._ensure_selected(user, instance, label)
+            name = await self.selection.ensure(user.user_id, user.organization_id, instance, label)
         snapshot: InstanceSnapshot = await self.supervisor.call(
             name, Connect(), self.call_timeout_s
         )
         return await self._follow_organization(user, snapshot)
-
-    async def _ensure_selected(self, user: UserRef, instance: str | None, label: str | None) -> str:
-        if instance is not None:
-            record = await self._record_for(user, instance)
-            if record is not None:
-                await self.supervisor.ensure_actor(record.instance_name)
-                return record.instance_name
-            if not is_label(instance) or self.max_instances_per_user == 1:
-                # Names are the service's to give: an unknown one is not created on demand.
-                # With one instance per user a selector only ever selects.
-                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
-            label = label or instance
-        try:
-            async with _database():
-                record, _created = await multi.create_instance(
-                    self._pool,
-                    user.user_id,
-                    user.organization_id,
-                    label,
-                    self.max_instances_per_user,
-                )
-        except multi.InstanceLimit as exc:
-            raise InstanceLimitReached(str(exc)) from None
-        await self.supervisor.ensure_actor(record.instance_name)
-        return record.instance_name
 
     async def _follow_organization(
         self, user: UserRef, snapshot: InstanceSnapshot
@@ -293,24 +231,8 @@ class Actors:
     async def _user_call(self, user: UserRef, message: Any, instance: str | None = None) -> Any:
         """Ask the actor of the user's primary (or selected) instance; UnknownActor when the
         user has no instance, UnknownInstance when the selector names none of theirs."""
-        record = await self._record_for(user, instance)
-        if record is None:
-            if instance is not None:
-                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
-            raise UnknownActor("You have no WhatsApp instance.")
-        return await self.supervisor.call(record.instance_name, message, self.call_timeout_s)
-
-    async def _instance_name(self, user: UserRef, instance: str | None) -> str:
-        """The name whose stored conversations a read lists (UnknownInstance for a selector
-        that names none of the user's instances)."""
-        if instance is None and self.max_instances_per_user == 1:
-            return instance_name_for(user.user_id)
-        record = await self._record_for(user, instance)
-        if record is None:
-            if instance is not None:
-                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
-            return instance_name_for(user.user_id)
-        return record.instance_name
+        name = await self.selection.required(user.user_id, instance)
+        return await self.supervisor.call(name, message, self.call_timeout_s)
 
     async def logout(self, user: UserRef, instance: str | None = None) -> InstanceSnapshot:
         snapshot: InstanceSnapshot = await self._user_call(user, Logout(), instance)
@@ -369,7 +291,7 @@ class Actors:
         self, user: UserRef, limit: int, before: str | None, instance: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the user's conversations, newest first (BadCursor for a foreign cursor)."""
-        name = await self._instance_name(user, instance)
+        name = await self.selection.for_reads(user.user_id, instance)
         async with _database():
             return await list_conversations(self._pool, name, limit, before)
 
@@ -382,7 +304,7 @@ class Actors:
         instance: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None] | None:
         """A page of one of the user's conversations; None if it is not theirs."""
-        name = await self._instance_name(user, instance)
+        name = await self.selection.for_reads(user.user_id, instance)
         async with _database():
             return await list_messages(self._pool, name, conversation_id, limit, before)
 
@@ -395,13 +317,9 @@ class Actors:
         The header and the first page are read here, before anything is sent; a database
         lost later ends the stream early, without its `end` line (the reader sees the file
         is incomplete).  The caller must exhaust or `aclose()` what this returns."""
-        record = await self._record_for(user, instance)
-        if record is None:
-            if instance is not None:
-                raise UnknownInstance(f"You have no WhatsApp instance named {instance!r}.")
-            raise UnknownActor("You have no WhatsApp instance.")
+        name = await self.selection.required(user.user_id, instance)
         exported_at = datetime.fromtimestamp(self.now(), UTC)
-        lines = export_lines(self._pool, record.instance_name, exported_at)
+        lines = export_lines(self._pool, name, exported_at)
         ahead: list[dict[str, Any]] = []
         try:
             async with _database():
