@@ -83,6 +83,11 @@ function signOut(message) {
 
 function onFrame(frame) {
   const data = frame.data;
+  // A user with several instances (AUZAP_MAX_INSTANCES_PER_USER above 1) sees their primary one
+  // here: the frames of the others name another instance and are not this page's.
+  const named = data && typeof data === "object" && data.instance_name;
+  if (frame.type !== "snapshot" && named && state.instance &&
+      state.instance.instance_name && named !== state.instance.instance_name) return;
   switch (frame.type) {
     case "snapshot":
       // First frame of every socket: the whole current state (also after a server restart).
