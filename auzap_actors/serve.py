@@ -263,6 +263,7 @@ async def _run_root(
             ),
             connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
             metrics=metrics,
+            name_frames=settings.max_instances_per_user > 1,
             auto_reply=AutoReplyConfig(
                 responder=responder,
                 debounce_s=settings.ai_debounce_s,

@@ -45,6 +45,7 @@ from .helpers import (
     wait_frame,
 )
 from .payloads import envelope
+from .test_openapi import _fuzz
 
 API = "/api/whatsapp"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -393,3 +394,21 @@ def test_the_instance_review_knows_a_user_s_further_instances() -> None:
     ]
     assert [(f.kind, f.name) for f in several.findings] == [(Kind.BAD_NAME, f"user_{alice}_3")]
     assert one.plan == several.plan == []
+
+
+async def test_schemathesis_on_the_user_routes_with_several_instances(
+    runner: ServiceRunner, database_url: str
+) -> None:
+    """The user routes' selector, labels and limit under generated requests: no 5xx, every
+    status documented, every answer as its schema says."""
+    async with open_pool(database_url, min_size=1, max_size=1) as pool:
+        await enable_multi_instance(pool)
+    service = await runner.start(AUZAP_MAX_INSTANCES_PER_USER="3")
+    user = uuid.uuid4()
+    token = user_token(user)
+    async with http(service.url) as client:
+        answer = await client.post(f"{API}/connect", headers=auth(token), json={"label": "sales"})
+        assert answer.status_code == 200, answer.text
+    failures, counts = await trio.to_thread.run_sync(_fuzz, service.url, token, {}, "user")
+    assert not failures, "\n\n".join(failures)
+    assert f"POST {API}/connect positive" in counts and f"GET {API}/instances positive" in counts

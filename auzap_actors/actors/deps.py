@@ -11,6 +11,7 @@ import trio
 
 from ..core.events import WEBHOOK_EVENTS
 from ..core.health import HealthPolicy
+from ..core.views import tagged
 from ..core.webhook import WEBHOOK_SECRET_HEADER
 from ..core.webhook_auth import instance_secret
 from ..evolution.client import EvolutionClient
@@ -35,6 +36,13 @@ class ActorDeps:
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
     # The responder, its timings and the per-service counts (actors/auto_reply.py).
     auto_reply: AutoReplyConfig = field(default_factory=AutoReplyConfig)
+    # Frames name their instance (`instance_name`) when a user may own several
+    # (AUZAP_MAX_INSTANCES_PER_USER above 1); with one, they stay exactly as they were.
+    name_frames: bool = False
+
+    def frame(self, data: Any, instance_name: str) -> Any:
+        """A frame's data as this service publishes it (see `name_frames`)."""
+        return tagged(data, instance_name) if self.name_frames else data
 
     def webhook_config(self, instance_name: str) -> WebhookConfig:
         """What Evolution must call back for one instance: our URL, with that instance's own

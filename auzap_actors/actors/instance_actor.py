@@ -45,7 +45,7 @@ from ..core.instance import (
 from ..core.payloads import Batch
 from ..core.routing import Records, Route, StateChange, Unhandled, classify
 from ..core.state import CallConnect, CallLogout, ConnectRequested, LogoutRequested
-from ..core.views import InstanceSnapshot, tagged
+from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
 from ..evolution.errors import EvolutionError
 from ..observability.journal import HealthCheck
@@ -223,7 +223,7 @@ class InstanceActor:
                 case Persist():
                     pass  # done above, before anything was published
                 case Publish(audience=audience, type=frame_type, data=data):
-                    data = tagged(data, new.instance_name)
+                    data = deps.frame(data, new.instance_name)
                     if audience == "user":
                         deps.hub.publish_user(new.user_id, frame_type, data)
                     else:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.payloads import Batch, parse_message
-from ..core.views import InstanceSnapshot, tagged
+from ..core.views import InstanceSnapshot
 from ..core.webhook import WebhookError
 from ..store import inbox
 from ..store import messages as messages_store
@@ -94,15 +94,15 @@ def _merged(results: list[Applied]) -> Applied:
 
 def publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:
     hub = deps.hub
-    name = snap.instance_name  # every frame names its instance (a user may have several)
+    name = snap.instance_name  # named in the frames when a user may have several instances
     for message in applied.new_messages:
-        frame = tagged(message, name)
+        frame = deps.frame(message, name)
         hub.publish_user(snap.user_id, "message", frame)
         hub.publish_org(snap.organization_id, "org.message", frame)
     for change in applied.status_changes:
-        hub.publish_user(snap.user_id, "message_status", tagged(change, name))
+        hub.publish_user(snap.user_id, "message_status", deps.frame(change, name))
     for presence in applied.presences:
-        hub.publish_user(snap.user_id, "presence", tagged(presence, name))
+        hub.publish_user(snap.user_id, "presence", deps.frame(presence, name))
 
 
 async def send_text(
