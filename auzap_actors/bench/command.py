@@ -8,6 +8,7 @@ import os
 import platform
 from typing import Any
 
+from . import health, idle
 from .scenarios import ApplyOptions, IngestOptions, apply, ingest
 
 
@@ -37,6 +38,24 @@ def add_parser(sub: Any) -> None:
     apply_p.add_argument("--concurrency", type=int, default=64)
     apply_p.add_argument("--drain-limit", type=float, default=60.0)
     apply_p.add_argument("--json", action="store_true", help="print one JSON object")
+    actors_p = scenarios.add_parser(
+        "actors", help="idle instance actors: RSS per actor, spawn and hydration time"
+    )
+    actors_p.add_argument(
+        "--instances", type=_ints, default=(10_000,), help="e.g. 10000,100000 (long run)"
+    )
+    actors_p.add_argument("--rounds", type=int, default=3, help="service boots per count")
+    actors_p.add_argument("--json", action="store_true", help="print one JSON object")
+    health_p = scenarios.add_parser(
+        "health", help="CPU of the periodic health checks of many open instances"
+    )
+    health_p.add_argument("--instances", type=int, default=10_000)
+    health_p.add_argument(
+        "--interval", type=float, default=30.0, help="AUZAP_HEALTH_INTERVAL_S during the run"
+    )
+    health_p.add_argument("--window", type=float, default=30.0, help="seconds per window")
+    health_p.add_argument("--rounds", type=int, default=3, help="windows")
+    health_p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def machine() -> dict[str, Any]:
@@ -50,9 +69,15 @@ def machine() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "ingest":
         report = ingest(IngestOptions(args.rounds, args.duration, args.concurrency))
-    else:
+    elif args.scenario == "apply":
         report = apply(
             ApplyOptions(args.duration, args.instances, args.concurrency, args.drain_limit)
+        )
+    elif args.scenario == "actors":
+        report = idle.actors(idle.ActorsOptions(args.instances, args.rounds))
+    elif args.scenario == "health":
+        report = health.health(
+            health.HealthOptions(args.instances, args.interval, args.window, args.rounds)
         )
     report["machine"] = machine()
     if args.json:
@@ -68,7 +93,11 @@ def _spread(figure: dict[str, float]) -> str:
 
 def render(report: dict[str, Any]) -> str:
     lines = [f"scenario {report['scenario']} on {report['machine']}"]
-    if report["scenario"] == "ingest":
+    if report["scenario"] == "actors":
+        lines += idle.render(report)
+    elif report["scenario"] == "health":
+        lines += health.render(report)
+    elif report["scenario"] == "ingest":
         lines.append(
             f"{report['rounds']} rounds of {report['duration_s']:g} s per route; median (min-max)"
         )
@@ -93,7 +122,7 @@ def render(report: dict[str, Any]) -> str:
             f"throughput_ratio at the highest concurrency {report['throughput_ratio']:g},"
             f" p99_ratio {report['p99_ratio']:g}"
         )
-    else:
+    elif report["scenario"] == "apply":
         for n, row in report["by_instances"].items():
             lines.append(
                 f"{n} instance(s): acknowledged {row['acknowledged_per_s']} ev/s,"
