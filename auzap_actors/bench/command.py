@@ -8,7 +8,7 @@ import os
 import platform
 from typing import Any
 
-from . import health, idle
+from . import fanout, health, idle
 from .scenarios import ApplyOptions, IngestOptions, apply, ingest
 
 
@@ -46,6 +46,13 @@ def add_parser(sub: Any) -> None:
     )
     actors_p.add_argument("--rounds", type=int, default=3, help="service boots per count")
     actors_p.add_argument("--json", action="store_true", help="print one JSON object")
+    fanout_p = scenarios.add_parser(
+        "fanout", help="webhook-to-frame latency with many browser sockets subscribed"
+    )
+    fanout_p.add_argument("--sockets", type=int, default=1000)
+    fanout_p.add_argument("--rounds", type=int, default=3)
+    fanout_p.add_argument("--posts", type=int, default=100, help="webhooks per round")
+    fanout_p.add_argument("--json", action="store_true", help="print one JSON object")
     health_p = scenarios.add_parser(
         "health", help="CPU of the periodic health checks of many open instances"
     )
@@ -75,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         )
     elif args.scenario == "actors":
         report = idle.actors(idle.ActorsOptions(args.instances, args.rounds))
+    elif args.scenario == "fanout":
+        report = fanout.fanout(fanout.FanoutOptions(args.sockets, args.rounds, args.posts))
     elif args.scenario == "health":
         report = health.health(
             health.HealthOptions(args.instances, args.interval, args.window, args.rounds)
@@ -95,6 +104,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"scenario {report['scenario']} on {report['machine']}"]
     if report["scenario"] == "actors":
         lines += idle.render(report)
+    elif report["scenario"] == "fanout":
+        lines += fanout.render(report)
     elif report["scenario"] == "health":
         lines += health.render(report)
     elif report["scenario"] == "ingest":

@@ -53,9 +53,7 @@ def actors(options: ActorsOptions) -> dict[str, Any]:
                     [b["rss_mib"] - base_rss["median"] for b in boots]
                 ),
                 "rss_kib_per_actor": summary(per_actor_kib),
-                "projected_100k_mib": round(
-                    summary(per_actor_kib)["median"] * 100_000 / 1024, 1
-                ),
+                "projected_100k_mib": round(summary(per_actor_kib)["median"] * 100_000 / 1024, 1),
             }
         return {
             "scenario": "actors",

@@ -116,12 +116,15 @@ class Stack:
         kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
         return kib / 1024
 
-    def open_instances(self, count: int, progress: bool = True) -> None:
-        """Create `count` users' instances through the API and scan each at the simulator."""
+    def open_instances(
+        self, count: int, progress: bool = True, organization: uuid.UUID | None = None
+    ) -> None:
+        """Create `count` users' instances through the API (their users in `organization`
+        when given) and scan each at the simulator."""
         with httpx.Client(timeout=30) as http:
             for n in range(count):
                 user = uuid.uuid4()
-                token = mint_user_token(self.jwt_secret, user)
+                token = mint_user_token(self.jwt_secret, user, organization)
                 answer = http.post(
                     f"{self.url}/api/whatsapp/connect",
                     headers={"Authorization": f"Bearer {token}"},
