@@ -31,6 +31,11 @@ def add_parser(sub: Any) -> None:
     ingest_p.add_argument("--rounds", type=int, default=3)
     ingest_p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
     ingest_p.add_argument("--concurrency", type=_ints, default=(1, 16, 64))
+    ingest_p.add_argument(
+        "--vs-baseline",
+        action="store_true",
+        help="also a FastAPI + uvicorn + asyncpg server (extra `bench`), same rounds",
+    )
     ingest_p.add_argument("--json", action="store_true", help="print one JSON object")
     apply_p = scenarios.add_parser("apply", help="apply rate and inbox lag under sustained load")
     apply_p.add_argument("--duration", type=float, default=60.0, help="seconds of load per run")
@@ -75,7 +80,11 @@ def machine() -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     if args.scenario == "ingest":
-        report = ingest(IngestOptions(args.rounds, args.duration, args.concurrency))
+        report = ingest(
+            IngestOptions(
+                args.rounds, args.duration, args.concurrency, vs_baseline=args.vs_baseline
+            )
+        )
     elif args.scenario == "apply":
         report = apply(
             ApplyOptions(args.duration, args.instances, args.concurrency, args.drain_limit)
@@ -129,9 +138,26 @@ def render(report: dict[str, Any]) -> str:
             for c, row in report["by_concurrency"].items()
         )
         lines.append(f"inbox drained after each ingest run in {drains}")
+        if "baseline_ratio" in report:
+            lines.append(
+                f"{'c':>4}  {'baseline ok/s':>22}  {'baseline p99 ms':>20}"
+                f"  {'ingest/baseline':>18}  {'no-op/baseline':>18}"
+            )
+            for c, row in report["by_concurrency"].items():
+                lines.append(
+                    f"{c:>4}  {_spread(row['baseline']['ok_per_s']):>22}"
+                    f"  {_spread(row['baseline']['p99_ms']):>20}"
+                    f"  {_spread(row['baseline_ratio']):>18}"
+                    f"  {_spread(row['noop_baseline_ratio']):>18}"
+                )
         lines.append(
             f"throughput_ratio at the highest concurrency {report['throughput_ratio']:g},"
             f" p99_ratio {report['p99_ratio']:g}"
+            + (
+                f", vs the FastAPI baseline {report['baseline_ratio']:g}"
+                if "baseline_ratio" in report
+                else ""
+            )
         )
     elif report["scenario"] == "apply":
         for n, row in report["by_instances"].items():

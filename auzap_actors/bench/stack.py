@@ -283,3 +283,26 @@ def run_loadgen(
     """One load generator run against `path`, waited for; its JSON result."""
     proc = start_loadgen(stack, path, instances, run_id, concurrency, duration, port)
     return finish_loadgen(proc, timeout=duration + 120)
+
+
+@contextmanager
+def running_baseline(stack: Stack) -> Iterator[int]:
+    """The FastAPI + uvicorn + asyncpg reference server (`bench.baseline`) on the stack's
+    database, as its own process; yields its port."""
+    port = free_port()
+    log = stack.workdir / "baseline.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.dsn,
+        "AUZAP_WEBHOOK_SECRET": stack.webhook_secret,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auzap_actors.bench.baseline", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
+        yield port
+    finally:
+        _stop(proc)
