@@ -87,7 +87,7 @@ def _bench(*args: str, timeout: float = 240) -> dict[str, Any]:
 
 
 def test_bench_actors_hydrates_every_seeded_instance() -> None:
-    report = _bench("actors", "--instances", "40", "--rounds", "1")
+    report = _bench("actors", "--instances", "40", "--rounds", "1", "--settle", "0.5")
     row = report["by_instances"]["40"]
     assert row["instances"] == 40
     assert 0 < row["ready_s"]["median"] <= row["hydrated_s"]["median"]

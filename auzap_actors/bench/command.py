@@ -50,6 +50,9 @@ def add_parser(sub: Any) -> None:
         "--instances", type=_ints, default=(10_000,), help="e.g. 10000,100000 (long run)"
     )
     actors_p.add_argument("--rounds", type=int, default=3, help="service boots per count")
+    actors_p.add_argument(
+        "--settle", type=float, default=3.0, help="seconds after hydration before the RSS"
+    )
     actors_p.add_argument("--json", action="store_true", help="print one JSON object")
     fanout_p = scenarios.add_parser(
         "fanout", help="webhook-to-frame latency with many browser sockets subscribed"
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             ApplyOptions(args.duration, args.instances, args.concurrency, args.drain_limit)
         )
     elif args.scenario == "actors":
-        report = idle.actors(idle.ActorsOptions(args.instances, args.rounds))
+        report = idle.actors(idle.ActorsOptions(args.instances, args.rounds, args.settle))
     elif args.scenario == "fanout":
         report = fanout.fanout(fanout.FanoutOptions(args.sockets, args.rounds, args.posts))
     elif args.scenario == "health":
