@@ -51,6 +51,11 @@ def add_parser(sub: Any) -> None:
     )
     actors_p.add_argument("--rounds", type=int, default=3, help="service boots per count")
     actors_p.add_argument(
+        "--health-interval",
+        type=float,
+        help="AUZAP_HEALTH_INTERVAL_S of the run (default: the service's, 60 s)",
+    )
+    actors_p.add_argument(
         "--settle", type=float, default=3.0, help="seconds after hydration before the RSS"
     )
     actors_p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -93,7 +98,11 @@ def run(args: argparse.Namespace) -> int:
             ApplyOptions(args.duration, args.instances, args.concurrency, args.drain_limit)
         )
     elif args.scenario == "actors":
-        report = idle.actors(idle.ActorsOptions(args.instances, args.rounds, args.settle))
+        report = idle.actors(
+            idle.ActorsOptions(
+                args.instances, args.rounds, args.settle, health_interval_s=args.health_interval
+            )
+        )
     elif args.scenario == "fanout":
         report = fanout.fanout(fanout.FanoutOptions(args.sockets, args.rounds, args.posts))
     elif args.scenario == "health":

@@ -104,7 +104,8 @@ def _boot(stack: Stack, options: HealthOptions) -> float:
             break
         if time.monotonic() - started > options.boot_limit_s:
             raise RuntimeError(f"{booted}/{options.instances} boot checks after the limit")
-        time.sleep(max(1.0, 9 * (time.monotonic() - polled)))  # a scrape walks every actor
+        took = time.monotonic() - polled  # a scrape walks every actor: not too often
+        time.sleep(min(max(1.0, 9 * took), max(2.0, 0.05 * (time.monotonic() - started))))
     boot_s = time.monotonic() - started
     say(f"  {options.instances} actors booted and checked in {boot_s:.1f} s")
     # The first periodic ticks are spread over one interval from each actor's start: wait
