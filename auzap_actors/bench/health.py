@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from .scenarios import say
 from .seed import new_users, seed_instances, simulator_state
 from .stack import Stack, running_stack
@@ -98,7 +100,10 @@ def _boot(stack: Stack, options: HealthOptions) -> float:
     stack.wait_ready(timeout=options.boot_limit_s)
     while True:
         polled = time.monotonic()
-        samples = stack.metrics()
+        try:
+            samples = stack.metrics()
+        except httpx.TimeoutException:
+            continue  # the boot keeps the service too busy to answer yet
         booted = _checks(samples, "boot")
         if booted >= options.instances and samples.get(RUNNING, 0) >= options.instances:
             break

@@ -96,7 +96,7 @@ class Stack:
         answer = httpx.get(
             f"{self.url}/metrics",
             headers={"Authorization": f"Bearer {self.admin_token}"},
-            timeout=30,
+            timeout=120,  # walks every actor; slow while thousands boot
         )
         answer.raise_for_status()
         samples: dict[str, float] = {}
