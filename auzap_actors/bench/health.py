@@ -103,7 +103,10 @@ def _boot(stack: Stack, options: HealthOptions) -> float:
         try:
             samples = stack.metrics()
         except httpx.TimeoutException:
-            continue  # the boot keeps the service too busy to answer yet
+            # The boot keeps the service too busy to answer yet.
+            if time.monotonic() - started > options.boot_limit_s:
+                raise
+            continue
         booted = _checks(samples, "boot")
         if booted >= options.instances and samples.get(RUNNING, 0) >= options.instances:
             break
