@@ -69,9 +69,9 @@ def add_parser(sub: Any) -> None:
     health_p = scenarios.add_parser(
         "health", help="CPU of the periodic health checks of many open instances"
     )
-    health_p.add_argument("--instances", type=int, default=10_000)
+    health_p.add_argument("--instances", type=int, default=2_000)
     health_p.add_argument(
-        "--interval", type=float, default=30.0, help="AUZAP_HEALTH_INTERVAL_S during the run"
+        "--interval", type=float, default=6.0, help="AUZAP_HEALTH_INTERVAL_S during the run"
     )
     health_p.add_argument("--window", type=float, default=30.0, help="seconds per window")
     health_p.add_argument("--rounds", type=int, default=3, help="windows")

@@ -6,11 +6,14 @@ then the service is restarted over them.  Once every actor has booted (its boot 
 the service process's CPU time (/proc/<pid>/stat) is read over windows, next to the periodic
 checks it completed (its /metrics `auzap_health_checks_total{purpose="periodic"}`).
 
-The interval is scaled down (AUZAP_HEALTH_INTERVAL_S, 30 s by default) so that a window of
-seconds holds enough checks; the cost per check is the window's CPU over its checks, and the
-projection to the production interval of 60 s is that cost x N / 60 s, as a share of one
-core.  The CPU counted is all of the service's: timers, mailboxes, the Evolution calls, the
-health rows it writes, its idle work.  PostgreSQL's and the simulator's CPU is not counted.
+The default run has 2,000 instances checked every 6 s (AUZAP_HEALTH_INTERVAL_S): the rate of
+10,000 every 30 s, 5 x the production one, so that a window of seconds holds enough checks
+(10,000 instances booting at once do not settle within 5 minutes on 2 cores: `--instances
+10000 --interval 30` is the long run); the cost per check is the window's CPU over its
+checks, and the projection to the production interval of 60 s is that cost x N / 60 s, as a
+share of one core, for N and for the issue's 10,000.  The CPU counted is all of the
+service's: timers, mailboxes, the Evolution calls, the health rows it writes, its idle work.
+PostgreSQL's and the simulator's CPU is not counted.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ RUNNING = "auzap_actors{state=running}"
 
 @dataclass(frozen=True)
 class HealthOptions:
-    instances: int = 10_000
-    interval_s: float = 30.0
+    instances: int = 2_000
+    interval_s: float = 6.0
     window_s: float = 30.0
     rounds: int = 3
     boot_limit_s: float = 600.0
@@ -76,6 +79,7 @@ def health(options: HealthOptions) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     per_check_ms = [w["cpu_s"] * 1000 / max(w["checks"], 1) for w in windows]
     core_pct_60 = [ms / 1000 * options.instances / 60 * 100 for ms in per_check_ms]
+    core_pct_10k = [ms / 1000 * 10_000 / 60 * 100 for ms in per_check_ms]
     return {
         "scenario": "health",
         "instances": options.instances,
@@ -88,6 +92,7 @@ def health(options: HealthOptions) -> dict[str, Any]:
         "cpu_core_pct_at_interval": summary([w["cpu_s"] / w["seconds"] * 100 for w in windows]),
         "cpu_ms_per_check": summary(per_check_ms),
         "core_pct_at_60s": summary(core_pct_60),
+        "core_pct_10000_at_60s": summary(core_pct_10k),
         "periodic_results": _results(final),
     }
 
@@ -148,5 +153,6 @@ def render(report: dict[str, Any]) -> list[str]:
         f" (expected {report['expected_checks_per_s']:g}); results {report['periodic_results']}",
         f"service CPU {s(report['cpu_core_pct_at_interval'])} % of one core at this interval;"
         f" {s(report['cpu_ms_per_check'])} ms CPU per check",
-        f"projected to a 60 s interval: {s(report['core_pct_at_60s'])} % of one core",
+        f"projected to a 60 s interval: {s(report['core_pct_at_60s'])} % of one core;"
+        f" for 10,000 instances {s(report['core_pct_10000_at_60s'])} %",
     ]
