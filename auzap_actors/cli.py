@@ -8,6 +8,7 @@ import os
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -67,6 +68,7 @@ def _evolution_sim(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         qr_interval_s=args.qr_interval,
         qr_limit=args.qr_limit,
+        state_file=args.state_file,
     )
 
     async def main() -> None:
@@ -182,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--api-key", required=True)
     sim.add_argument("--qr-interval", type=float, default=45.0, help="seconds per QR code")
     sim.add_argument("--qr-limit", type=int, default=30, help="QR codes before giving up")
+    sim.add_argument(
+        "--state-file", type=Path, help="JSON file the instances are loaded from and saved to"
+    )
     token = sub.add_parser("token", help="mint a user JWT (needs AUZAP_JWT_SECRET)")
     token.add_argument("--user", required=True, help="user UUID (claim sub)")
     token.add_argument("--org", help="organization UUID")

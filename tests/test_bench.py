@@ -7,11 +7,14 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from typing import Any
 
 import httpx
+import pytest
 
 from auzap_actors.bench.bodies import WebhookMix
 from auzap_actors.bench.stats import percentile, summary
+from auzap_actors.bench.subscribers import Socket
 from tests.conftest import ServiceRunner
 
 
@@ -71,3 +74,67 @@ def test_bench_ingest_runs_end_to_end_and_prints_json() -> None:
     assert row["ingest"]["ok_per_s"]["median"] > 0
     assert report["throughput_ratio"] == row["throughput_ratio"]["median"] > 0
     assert report["machine"]["cpus"] >= 1
+
+
+def _bench(*args: str, timeout: float = 240) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "auzap_actors", "bench", *args, "--json"],
+        capture_output=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def test_bench_actors_hydrates_every_seeded_instance() -> None:
+    report = _bench("actors", "--instances", "40", "--rounds", "1", "--settle", "0.5")
+    row = report["by_instances"]["40"]
+    assert row["instances"] == 40
+    assert 0 < row["ready_s"]["median"] <= row["hydrated_s"]["median"]
+    assert report["baseline_rss_mib"]["median"] > 0
+    assert row["rss_mib"]["median"] > 0
+
+
+def test_bench_health_counts_periodic_checks_of_open_instances() -> None:
+    report = _bench(
+        "health", "--instances", "30", "--interval", "1", "--window", "2", "--rounds", "1"
+    )
+    assert report["instances"] == 30
+    assert report["checks_per_s"]["median"] > 0
+    assert report["cpu_ms_per_check"]["median"] > 0
+    # The simulator holds every seeded instance open: the checks find them open.
+    assert report["periodic_results"]["open"] > 0
+    assert report["periodic_results"].get("missing", 0) == 0
+
+
+def test_bench_fanout_times_a_frame_on_every_socket() -> None:
+    report = _bench("fanout", "--sockets", "5", "--rounds", "1", "--posts", "3")
+    assert report["sockets"] == 5
+    assert report["missing_frames"] == 0
+    assert report["frames_per_round"]["median"] == 15  # 3 webhooks x 5 sockets
+    assert report["frame_p99_ms"]["median"] >= report["frame_p50_ms"]["median"] > 0
+    assert report["noop_p99_ms"]["median"] > 0
+
+
+def test_bench_ingest_vs_baseline_runs_the_reference_server() -> None:
+    pytest.importorskip("fastapi", reason="the optional `bench` extra")
+    report = _bench(
+        "ingest", "--vs-baseline", "--rounds", "1", "--duration", "1", "--concurrency", "2"
+    )
+    row = report["by_concurrency"]["2"]
+    assert row["errors"] == 0
+    assert row["baseline"]["ok_per_s"]["median"] > 0
+    assert report["baseline_ratio"] == row["baseline_ratio"]["median"] > 0
+
+
+def test_the_socket_reader_splits_server_frames() -> None:
+    sock = Socket(None)  # type: ignore[arg-type]  # the parser never touches the stream
+    long = b"x" * 300
+    sock.buf += bytes([0x81, 5]) + b"hello" + bytes([0x81, 126]) + (300).to_bytes(2, "big")
+    sock.buf += long + bytes([0x89, 0])
+    assert sock._next_frame() == (1, b"hello")
+    assert sock._next_frame() == (1, long)
+    assert sock._next_frame() == (9, b"")
+    assert sock._next_frame() is None
+    sock.buf += bytes([0x81, 10]) + b"part"  # incomplete: waits for the rest
+    assert sock._next_frame() is None

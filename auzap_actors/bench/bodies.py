@@ -46,6 +46,17 @@ class WebhookMix:
         self._recent.append(body)
         return body
 
+    def upsert(self, instance: str) -> tuple[bytes, str]:
+        """One new inbound `messages.upsert` (never a repeat): its body and WhatsApp id."""
+        self._count += 1
+        data = self._upsert(instance, from_me=False)
+        body = json.dumps(
+            self._envelope("messages.upsert", instance, data), separators=(",", ":")
+        ).encode()
+        key = data["key"]
+        assert isinstance(key, dict)
+        return body, str(key["id"])
+
     def _envelope(self, event: str, instance: str, data: object) -> dict[str, object]:
         n = self._count
         return {
@@ -62,8 +73,9 @@ class WebhookMix:
     def _contact(self) -> str:
         return f"55119{self._rng.randrange(10_000_000, 99_999_999)}@s.whatsapp.net"
 
-    def _upsert(self, instance: str) -> dict[str, object]:
-        from_me = self._rng.random() < 0.2
+    def _upsert(self, instance: str, from_me: bool | None = None) -> dict[str, object]:
+        if from_me is None:
+            from_me = self._rng.random() < 0.2
         wa_id = f"3EB0{self._run_id.upper()}{self._count:012X}"
         if from_me:
             self._sent[instance].append(wa_id)

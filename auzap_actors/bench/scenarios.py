@@ -6,11 +6,19 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from .probe import inbox_mark, inbox_sample
-from .stack import Stack, finish_loadgen, run_loadgen, running_stack, start_loadgen
+from .stack import (
+    Stack,
+    finish_loadgen,
+    run_loadgen,
+    running_baseline,
+    running_stack,
+    start_loadgen,
+)
 from .stats import summary
 
 WEBHOOK_PATH = "/api/webhook/whatsapp"
@@ -39,22 +47,30 @@ class IngestOptions:
     duration_s: float = 5.0
     concurrency: tuple[int, ...] = (1, 16, 64)
     drain_limit_s: float = 60.0
+    vs_baseline: bool = False  # also the FastAPI + uvicorn + asyncpg server (bench.baseline)
 
 
 def ingest(options: IngestOptions) -> dict[str, Any]:
     """Webhooks acknowledged per second, p50/p99, beside the same server's no-op route taking
     the same bodies; rounds interleave the two routes (alternating which goes first) and the
-    inbox is drained between runs, so neither route pays for the other's leftover work."""
-    with running_stack() as stack:
+    inbox is drained between runs, so neither route pays for the other's leftover work.
+    With `vs_baseline`, the reference server takes the same load in the same rounds (each
+    round rotates which of the three goes first)."""
+    with running_stack() as stack, ExitStack() as extra:
         say("opening 1 instance")
         stack.open_instances(1)
+        routes = ["noop", "ingest"]
+        baseline_port = None
+        if options.vs_baseline:
+            baseline_port = extra.enter_context(running_baseline(stack))
+            routes.append("baseline")
         results: dict[str, Any] = {}
         for concurrency in options.concurrency:
-            runs: dict[str, list[dict[str, Any]]] = {"noop": [], "ingest": []}
+            runs: dict[str, list[dict[str, Any]]] = {route: [] for route in routes}
             drains: list[float] = []
             for n in range(options.rounds):
-                order = ["noop", "ingest"] if n % 2 == 0 else ["ingest", "noop"]
-                for route in order:
+                first = n % len(routes)
+                for route in routes[first:] + routes[:first]:
                     mark = inbox_mark(stack.dsn)
                     result = run_loadgen(
                         stack,
@@ -63,6 +79,7 @@ def ingest(options: IngestOptions) -> dict[str, Any]:
                         uuid.uuid4().hex[:8],
                         concurrency,
                         options.duration_s,
+                        baseline_port if route == "baseline" else None,
                     )
                     runs[route].append(result)
                     if route == "ingest":
@@ -75,7 +92,7 @@ def ingest(options: IngestOptions) -> dict[str, Any]:
                     )
             results[str(concurrency)] = _compare(runs, drains)
         top = results[str(max(options.concurrency))]
-        return {
+        report = {
             "scenario": "ingest",
             "rounds": options.rounds,
             "duration_s": options.duration_s,
@@ -83,6 +100,10 @@ def ingest(options: IngestOptions) -> dict[str, Any]:
             "p99_ratio": top["p99_ratio"]["median"],
             "by_concurrency": results,
         }
+        if options.vs_baseline:
+            report["baseline_ratio"] = top["baseline_ratio"]["median"]
+            report["noop_baseline_ratio"] = top["noop_baseline_ratio"]["median"]
+        return report
 
 
 def _compare(runs: dict[str, list[dict[str, Any]]], drains: list[float]) -> dict[str, Any]:
@@ -93,7 +114,15 @@ def _compare(runs: dict[str, list[dict[str, Any]]], drains: list[float]) -> dict
         }
 
     pairs = list(zip(runs["ingest"], runs["noop"], strict=True))
+    extra: dict[str, Any] = {}
+    if "baseline" in runs:
+        extra["baseline"] = figures("baseline")
+        # This service's and its no-op route's throughput over the reference server's, per
+        # round (the three runs of a round are side by side).
+        extra["baseline_ratio"] = _ratios(runs["ingest"], runs["baseline"])
+        extra["noop_baseline_ratio"] = _ratios(runs["noop"], runs["baseline"])
     return {
+        **extra,
         "noop": figures("noop"),
         "ingest": figures("ingest"),
         # Ratios per round (the two runs of a round are side by side), then their spread.
@@ -107,9 +136,19 @@ def _compare(runs: dict[str, list[dict[str, Any]]], drains: list[float]) -> dict
         "errors": sum(
             sum(v for k, v in run["statuses"].items() if not k.startswith("2"))
             + int(run["transport_errors"])
-            for run in runs["ingest"] + runs["noop"]
+            for route_runs in runs.values()
+            for run in route_runs
         ),
     }
+
+
+def _ratios(top: list[dict[str, Any]], bottom: list[dict[str, Any]]) -> dict[str, float]:
+    return summary(
+        [
+            float(a["ok_per_s"]) / max(float(b["ok_per_s"]), 1e-9)
+            for a, b in zip(top, bottom, strict=True)
+        ]
+    )
 
 
 @dataclass(frozen=True)

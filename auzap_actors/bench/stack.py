@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..core.naming import instance_name_for
 from ..store.embedded import EmbeddedPostgres
@@ -70,7 +71,40 @@ class Stack:
     webhook_secret: str
     admin_token: str
     service: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+    service_log: Path = Path("service.log")
     users: list[uuid.UUID] = field(default_factory=list)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        _wait_http(f"{self.url}/readyz", self.service, self.service_log, timeout)
+
+    def restart_service(self, extra_env: dict[str, str] | None = None) -> None:
+        """Stop the service and start it again (same port, same secrets) without waiting for
+        it to be ready: the caller times that."""
+        _stop(self.service)
+        self.service = _start_service({**self.env, **(extra_env or {})}, self.service_log)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the service process has used (Linux /proc/<pid>/stat)."""
+        stat = Path(f"/proc/{self.service.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self) -> dict[str, float]:
+        """The service's /metrics as {"name{label=value,...}": value}."""
+        answer = httpx.get(
+            f"{self.url}/metrics",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=120,  # walks every actor; slow while thousands boot
+        )
+        answer.raise_for_status()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(answer.text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
 
     @property
     def instances(self) -> list[str]:
@@ -82,12 +116,15 @@ class Stack:
         kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
         return kib / 1024
 
-    def open_instances(self, count: int, progress: bool = True) -> None:
-        """Create `count` users' instances through the API and scan each at the simulator."""
+    def open_instances(
+        self, count: int, progress: bool = True, organization: uuid.UUID | None = None
+    ) -> None:
+        """Create `count` users' instances through the API (their users in `organization`
+        when given) and scan each at the simulator."""
         with httpx.Client(timeout=30) as http:
             for n in range(count):
                 user = uuid.uuid4()
-                token = mint_user_token(self.jwt_secret, user)
+                token = mint_user_token(self.jwt_secret, user, organization)
                 answer = http.post(
                     f"{self.url}/api/whatsapp/connect",
                     headers={"Authorization": f"Bearer {token}"},
@@ -116,25 +153,49 @@ def _phone(name: str) -> str:
     return "5511" + str(int(uuid.UUID(name.removeprefix("user_")).int % 10**9)).zfill(9)
 
 
+def _start_service(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "auzap_actors", "serve"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
-def running_stack(extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def running_stack(
+    extra_env: dict[str, str] | None = None, sim_state: Path | None = None
+) -> Iterator[Stack]:
+    """The three processes; `sim_state`: a simulator state file to start from (its instances
+    are loaded at the simulator's start)."""
     workdir = Path(tempfile.mkdtemp(prefix="auzap-bench-"))
     pg = EmbeddedPostgres(workdir)
     procs: list[subprocess.Popen[bytes]] = []
+    stack: Stack | None = None
     try:
         dsn = pg.start()
         api_key = secrets.token_urlsafe(24)
         sim_port, port = free_port(), free_port()
         sim_log = workdir / "simulator.log"
+        sim_command = [
+            sys.executable, "-m", "auzap_actors", "evolution-sim", "--api-key", api_key,
+            "--port", str(sim_port),
+        ]  # fmt: skip
+        if sim_state is not None:
+            sim_command += ["--state-file", str(sim_state)]
         with sim_log.open("wb") as out:
-            sim = subprocess.Popen(
-                [sys.executable, "-m", "auzap_actors", "evolution-sim", "--api-key", api_key,
-                 "--port", str(sim_port)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            sim = subprocess.Popen(sim_command, stdout=out, stderr=subprocess.STDOUT)
         procs.append(sim)
         sim_url = f"http://127.0.0.1:{sim_port}"
-        _wait_http(f"{sim_url}/_sim/instances", sim, sim_log)
+        _wait_http(f"{sim_url}/_sim/instances", sim, sim_log, timeout=180)
         secrets_env = {
             "AUZAP_JWT_SECRET": secrets.token_hex(32),
             "AUZAP_WEBHOOK_SECRET": secrets.token_hex(32),
@@ -153,34 +214,28 @@ def running_stack(extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
         }
         env.pop("AUZAP_DEMO", None)
         service_log = workdir / "service.log"
-        with service_log.open("wb") as out:
-            service = subprocess.Popen(
-                [sys.executable, "-m", "auzap_actors", "serve"],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        procs.append(service)
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/readyz", service, service_log)
-        yield Stack(
+        service = _start_service(env, service_log)
+        stack = Stack(
             workdir=workdir,
             dsn=dsn,
             sim_url=sim_url,
-            url=url,
+            url=f"http://127.0.0.1:{port}",
             port=port,
             api_key=api_key,
             jwt_secret=secrets_env["AUZAP_JWT_SECRET"],
             webhook_secret=secrets_env["AUZAP_WEBHOOK_SECRET"],
             admin_token=secrets_env["AUZAP_ADMIN_TOKEN"],
             service=service,
+            env=env,
+            service_log=service_log,
         )
+        stack.wait_ready()
+        yield stack
     finally:
+        if stack is not None:
+            _stop(stack.service)
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop(proc)
         pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -192,11 +247,13 @@ def start_loadgen(
     run_id: str,
     concurrency: int,
     duration: float,
+    port: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A load generator process against `path`; `finish_loadgen` reads its JSON result."""
+    """A load generator process against `path` (on the service, or on `port`);
+    `finish_loadgen` reads its JSON result."""
     command = [
         sys.executable, "-m", "auzap_actors.bench.loadgen",
-        "--port", str(stack.port), "--path", path, "--run-id", run_id,
+        "--port", str(port or stack.port), "--path", path, "--run-id", run_id,
         "--concurrency", str(concurrency), "--duration", str(duration),
     ]  # fmt: skip
     for name in instances:
@@ -221,7 +278,31 @@ def run_loadgen(
     run_id: str,
     concurrency: int,
     duration: float,
+    port: int | None = None,
 ) -> dict[str, object]:
     """One load generator run against `path`, waited for; its JSON result."""
-    proc = start_loadgen(stack, path, instances, run_id, concurrency, duration)
+    proc = start_loadgen(stack, path, instances, run_id, concurrency, duration, port)
     return finish_loadgen(proc, timeout=duration + 120)
+
+
+@contextmanager
+def running_baseline(stack: Stack) -> Iterator[int]:
+    """The FastAPI + uvicorn + asyncpg reference server (`bench.baseline`) on the stack's
+    database, as its own process; yields its port."""
+    port = free_port()
+    log = stack.workdir / "baseline.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.dsn,
+        "AUZAP_WEBHOOK_SECRET": stack.webhook_secret,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "auzap_actors.bench.baseline", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", proc, log)
+        yield port
+    finally:
+        _stop(proc)

@@ -53,6 +53,10 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 log = logging.getLogger(__name__)
 
 INTEGRATION = "WHATSAPP-BAILEYS"
+# Evolution requests in flight at once per client, each on a kept-alive connection.  Few:
+# httpcore's pool walks its connections once per connection on every request it assigns
+# (O(connections^2)); 32 in flight still carry ~600 calls/s at 50 ms per call.
+MAX_IN_FLIGHT = 32
 
 # Told of every call once it ended (its retries included): the instance it was about (None for
 # calls about no instance) and what happened.  The service's metrics and per-instance journal.
@@ -96,8 +100,16 @@ class EvolutionClient:
             base_url=self.base_url,
             headers={"apikey": api_key},
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
+            ),
             transport=transport,
         )
+        # Requests wait for a connection here, not in httpcore's pool: its queue is scanned
+        # whole for every request it assigns (O(queue x connections), encode/httpcore#1035),
+        # which took ~99 % of the service's CPU with thousands of actors booting at once
+        # (`auzap-actors bench health`).  A trio limiter's queue costs O(1) per request.
+        self._slots = trio.CapacityLimiter(MAX_IN_FLIGHT)
 
     def __repr__(self) -> str:
         return f"EvolutionClient({self.base_url!r})"
@@ -240,7 +252,8 @@ class EvolutionClient:
         try:
             # httpx timeouts are per phase; fail_after bounds the whole exchange.
             with trio.fail_after(self._timeout):
-                response = await self._http.request(method, path, json=json, params=params)
+                async with self._slots:  # the wait for a slot counts in the timeout
+                    response = await self._http.request(method, path, json=json, params=params)
         except trio.TooSlowError as exc:
             raise EvolutionUnavailable(
                 [],
