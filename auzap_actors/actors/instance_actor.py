@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
@@ -42,11 +40,8 @@ from ..core.instance import (
     send_refusal,
     step,
 )
-from ..core.payloads import Batch
-from ..core.routing import Records, Route, StateChange, Unhandled, classify
 from ..core.state import CallConnect, CallLogout, ConnectRequested, LogoutRequested
 from ..core.views import InstanceSnapshot
-from ..core.webhook import WebhookError
 from ..evolution.errors import EvolutionError
 from ..observability.journal import HealthCheck
 from ..observability.logs import bind_correlation
@@ -57,6 +52,7 @@ from ..store.messages import Applied
 from . import auto_reply, evolution_side, messaging
 from .deps import ActorDeps
 from .health_timer import health_timer
+from .inbox_drain import InboxDrain
 from .mailbox import DatabaseUnavailable, Letter, Mailbox, reply
 from .messages import (
     Barrier,
@@ -76,12 +72,6 @@ from .messages import (
 )
 
 log = logging.getLogger(__name__)
-
-# A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
-# behind it wait at most that long.
-ROW_RETRY_S = 0.1
-# Rows fetched, and at most applied in one transaction, at a time.
-GROUP_ROWS = 200
 
 
 class Started(Protocol):
@@ -107,11 +97,10 @@ class InstanceActor:
         self.mailbox = mailbox
         self._publish = publish  # the snapshot everybody else reads; only this actor writes it
         self._snapshot: InstanceSnapshot | None = None
-        self._inbox_cursor = 0
         self._composer = auto_reply.Composer(
             deps, deps.auto_reply, name, mailbox, lambda: self.snapshot
         )
-        self._decided = False  # a batch recorded an auto-reply decision (wake the composer)
+        self._inbox = InboxDrain(self)
 
     @property
     def snapshot(self) -> InstanceSnapshot:
@@ -135,7 +124,7 @@ class InstanceActor:
             timers.start_soon(self._composer.run)
             # Stored events first: they need only the database, and the boot's look at
             # Evolution (which may be down, and retried) must not hold them back.
-            await self._drain_inbox()
+            await self._inbox.drain()
             await self.feed(Boot())
             while not self.snapshot.deleted:  # a new row under this name gets a new actor
                 letter = await self.mailbox.receive.receive()
@@ -143,7 +132,7 @@ class InstanceActor:
                 # Not once deleted: rows stored since then under this name belong to no row or
                 # to the row that replaced it (its own actor), never to this snapshot.
                 if not self.snapshot.deleted and self.mailbox.answer_doorbell():
-                    await self._drain_inbox()
+                    await self._inbox.drain()
             timers.cancel_scope.cancel()
 
     async def _deliver(self, letter: Letter) -> None:
@@ -174,7 +163,7 @@ class InstanceActor:
                 await self.feed(LogoutRequested())
                 return self.snapshot
             case DrainInbox():
-                await self._drain_inbox()
+                await self._inbox.drain()
                 return None
             case HealthTick():
                 await self.feed(Tick())
@@ -293,9 +282,13 @@ class InstanceActor:
     def _publish_applied(self, snapshot: InstanceSnapshot, applied: Applied) -> None:
         messaging.publish(self.deps, snapshot, applied)
 
-    async def _decide_replies(self, conn: Any, applied: Applied) -> None:
-        if await auto_reply.decide_in_transaction(self.deps, conn, self.snapshot, applied):
-            self._decided = True
+    async def decide_replies(self, conn: Any, applied: Applied) -> bool:
+        """Auto-reply decisions for what a batch stored, in its transaction (InboxDrain)."""
+        return await auto_reply.decide_in_transaction(self.deps, conn, self.snapshot, applied)
+
+    def wake_composer(self) -> None:
+        """After a commit that recorded decisions, so that the composer sees the rows."""
+        self._composer.wake()
 
     async def _commit(self, new: InstanceSnapshot, *, save: bool, inbox_row: int | None) -> None:
         if inbox_row is None:
@@ -313,7 +306,7 @@ class InstanceActor:
     async def _delete(self, purge: bool) -> None:
         # Events accepted before the delete are this instance's: applied first, so a plain
         # delete keeps every message that arrived.
-        await self._drain_inbox()
+        await self._inbox.drain()
         if self.snapshot.in_evolution:
             await evolution_side.delete(self.deps, self.name)
         async with self.deps.pool.acquire() as conn:
@@ -325,143 +318,3 @@ class InstanceActor:
                     await messages_store.purge(conn, self.name)
         self.deps.metrics.journal.forget(self.name)
         self._set_snapshot(replace(self.snapshot, deleted=True))
-
-    # ---- the webhook inbox -----------------------------------------------------------------
-
-    async def _drain_inbox(self) -> None:
-        """Apply this instance's stored webhook rows in arrival order.
-
-        Consecutive rows that only store records (messages, receipts, contacts, ...) or store
-        nothing (invalid, unhandled) are applied as one group in one transaction; a state
-        change goes through the step on its own, after the group before it."""
-        self.mailbox.answer_doorbell()
-        pool = self.deps.pool
-        while True:
-            rows = await inbox.fetch_pending(pool, self.name, self._inbox_cursor, GROUP_ROWS)
-            if not rows:
-                return
-            group: list[tuple[inbox.InboxRow, Route | WebhookError]] = []
-            for row in rows:
-                route = _route(row)
-                if isinstance(route, StateChange):
-                    await self._apply_group(group)
-                    group = []
-                    self._inbox_cursor = row.id
-                    with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                        await self._apply_row(row)
-                else:
-                    group.append((row, route))
-            await self._apply_group(group)
-
-    async def _apply_group(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
-        if not group:
-            return
-        batches: list[tuple[int, Batch]] = []
-        settled: list[tuple[int, str, str | None]] = []
-        for row, route in group:
-            if isinstance(route, Records):
-                batches.append((row.id, route.batch))
-            elif isinstance(route, WebhookError):
-                settled.append((row.id, "invalid", route.message))
-            else:
-                settled.append((row.id, "unhandled", None))
-        started = trio.current_time()
-        self._decided = False
-        try:
-            await messaging.apply_rows(
-                self.deps, self.snapshot, batches, settled, within=self._decide_replies
-            )
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            # Something in the group fails: apply its rows one at a time, so the bad one is
-            # retried and settled alone (its error is logged there).
-            log.info("a group of %d rows of %s failed; applying them one by one", len(group),
-                     self.name)  # fmt: skip
-            for row, _ in group:
-                self._inbox_cursor = row.id
-                # The row's work is logged under the id of the request that stored it.
-                with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                    await self._apply_row(row)
-            return
-        self._inbox_cursor = group[-1][0].id
-        for row, route in group:
-            outcome = (
-                "applied"
-                if isinstance(route, Records)
-                else ("invalid" if isinstance(route, WebhookError) else "unhandled")
-            )
-            self._settled(row, outcome, started)
-        if self._decided:
-            self._composer.wake()  # after the commit, so that it sees the rows
-
-    async def _apply_row(self, row: inbox.InboxRow) -> None:
-        """Apply one row, retried in place (the rows behind it wait) until it is applied or
-        settled as failed.  A transient database error escapes: the row stays pending."""
-        attempts: int | None = row.attempts
-        started = trio.current_time()
-        while True:
-            try:
-                outcome = await self._apply_row_once(row)
-                self._settled(row, outcome, started)
-                return
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                # A bug, or a value the database refuses: recorded, retried a few times, then
-                # settled as failed so that it cannot block the rows behind it forever.
-                error_id = uuid.uuid4().hex[:12]
-                log.exception("error %s applying inbox row %s of %s", error_id, row.id, self.name)
-                attempts = await inbox.record_failure(
-                    self.deps.pool, row.id, f"[{error_id}] {exc!r}"
-                )
-                if attempts is None:
-                    return  # applied before the error (a failing effect): nothing to retry
-                if attempts >= inbox.MAX_ATTEMPTS:
-                    self._settled(row, "failed", started)
-                    log.error(
-                        "inbox row %s of %s failed %d times; settled as failed (last error %s)",
-                        row.id,
-                        self.name,
-                        attempts,
-                        error_id,
-                    )
-                    return
-                await trio.sleep(ROW_RETRY_S * 2 ** (attempts - 1))
-
-    def _settled(self, row: inbox.InboxRow, outcome: str, started: float) -> None:
-        # Latency: from the row's commit (the database's clock) to now (ours).
-        latency = None if row.received_at is None else time.time() - row.received_at
-        duration = trio.current_time() - started
-        self.deps.metrics.inbox_row_settled(outcome, latency_s=latency, duration_s=duration)
-
-    async def _apply_row_once(self, row: inbox.InboxRow) -> str:
-        """Apply one row; returns how it was settled."""
-        pool = self.deps.pool
-        route = _route(row)
-        match route:
-            case Records(batch=batch):
-                self._decided = False
-                await messaging.apply_batch(
-                    self.deps, self.snapshot, batch, inbox_row=row.id, within=self._decide_replies
-                )
-                if self._decided:
-                    self._composer.wake()  # after the commit, so that it sees the rows
-            case StateChange(event=event):
-                await self.feed(event, inbox_row=row.id)
-            case Unhandled():
-                await inbox.mark_done(pool, row.id, "unhandled")
-                return "unhandled"
-            case WebhookError() as exc:
-                await inbox.mark_done(pool, row.id, "invalid", exc.message)
-                return "invalid"
-        return "applied"
-
-
-def _route(row: inbox.InboxRow) -> Route | WebhookError:
-    """What a stored row is (parsing is pure and cheap enough to redo on a retry)."""
-    data = row.payload.get("data") if isinstance(row.payload, dict) else None
-    try:
-        return classify(row.event, data)
-    except WebhookError as exc:
-        return exc

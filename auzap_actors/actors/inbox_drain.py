@@ -1,0 +1,205 @@
+"""The instance actor's webhook inbox: its stored rows applied in arrival order, exactly once.
+
+Consecutive rows that only store records are applied as one group in one transaction (the
+set-based path of `store/bulk.py` where it can); a state change goes through the actor's step
+on its own.  A row that fails is retried in place, then settled as failed; a transient
+database error escapes with the rows still pending (the supervisor waits for the database).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Protocol
+
+import trio
+
+from ..core.instance import Input
+from ..core.payloads import Batch
+from ..core.routing import Records, Route, StateChange, Unhandled, classify
+from ..core.views import InstanceSnapshot
+from ..core.webhook import WebhookError
+from ..observability.logs import bind_correlation
+from ..store import inbox
+from ..store.faults import is_transient
+from ..store.messages import Applied
+from . import messaging
+from .deps import ActorDeps
+from .mailbox import Mailbox
+
+log = logging.getLogger(__name__)
+
+# A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
+# behind it wait at most that long.
+ROW_RETRY_S = 0.1
+# Rows fetched, and at most applied in one transaction, at a time.
+GROUP_ROWS = 200
+
+
+class DrainHost(Protocol):
+    """What the drain needs of its actor."""
+
+    name: str
+    deps: ActorDeps
+    mailbox: Mailbox
+
+    @property
+    def snapshot(self) -> InstanceSnapshot: ...
+
+    async def feed(self, item: Input, *, inbox_row: int | None = None) -> None: ...
+
+    async def decide_replies(self, conn: Any, applied: Applied) -> bool: ...
+
+    def wake_composer(self) -> None: ...
+
+
+class InboxDrain:
+    def __init__(self, host: DrainHost) -> None:
+        self.host = host
+        self.cursor = 0  # the last row applied (or settled) by this actor
+        self._decided = False  # the last transaction recorded an auto-reply decision
+
+    async def _decide(self, conn: Any, applied: Applied) -> None:
+        if await self.host.decide_replies(conn, applied):
+            self._decided = True
+
+    async def drain(self) -> None:
+        """Apply this instance's stored webhook rows in arrival order.
+
+        Consecutive rows that only store records (messages, receipts, contacts, ...) or store
+        nothing (invalid, unhandled) are applied as one group in one transaction; a state
+        change goes through the step on its own, after the group before it."""
+        self.host.mailbox.answer_doorbell()
+        pool = self.host.deps.pool
+        while True:
+            rows = await inbox.fetch_pending(pool, self.host.name, self.cursor, GROUP_ROWS)
+            if not rows:
+                return
+            group: list[tuple[inbox.InboxRow, Route | WebhookError]] = []
+            for row in rows:
+                route = _route(row)
+                if isinstance(route, StateChange):
+                    await self._apply_group(group)
+                    group = []
+                    self.cursor = row.id
+                    with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                        await self._apply_row(row)
+                else:
+                    group.append((row, route))
+            await self._apply_group(group)
+
+    async def _apply_group(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
+        if not group:
+            return
+        batches: list[tuple[int, Batch]] = []
+        settled: list[tuple[int, str, str | None]] = []
+        for row, route in group:
+            if isinstance(route, Records):
+                batches.append((row.id, route.batch))
+            elif isinstance(route, WebhookError):
+                settled.append((row.id, "invalid", route.message))
+            else:
+                settled.append((row.id, "unhandled", None))
+        started = trio.current_time()
+        self._decided = False
+        try:
+            await messaging.apply_rows(
+                self.host.deps, self.host.snapshot, batches, settled, within=self._decide
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Something in the group fails: apply its rows one at a time, so the bad one is
+            # retried and settled alone (its error is logged there).
+            log.info("a group of %d rows of %s failed; applying them one by one", len(group),
+                     self.host.name)  # fmt: skip
+            for row, _ in group:
+                self.cursor = row.id
+                # The row's work is logged under the id of the request that stored it.
+                with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                    await self._apply_row(row)
+            return
+        self.cursor = group[-1][0].id
+        for row, route in group:
+            outcome = (
+                "applied"
+                if isinstance(route, Records)
+                else ("invalid" if isinstance(route, WebhookError) else "unhandled")
+            )
+            self._settled(row, outcome, started)
+        if self._decided:
+            self.host.wake_composer()
+
+    async def _apply_row(self, row: inbox.InboxRow) -> None:
+        """Apply one row, retried in place (the rows behind it wait) until it is applied or
+        settled as failed.  A transient database error escapes: the row stays pending."""
+        attempts: int | None = row.attempts
+        started = trio.current_time()
+        while True:
+            try:
+                outcome = await self._apply_row_once(row)
+                self._settled(row, outcome, started)
+                return
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # A bug, or a value the database refuses: recorded, retried a few times, then
+                # settled as failed so that it cannot block the rows behind it forever.
+                error_id = uuid.uuid4().hex[:12]
+                log.exception(
+                    "error %s applying inbox row %s of %s", error_id, row.id, self.host.name
+                )
+                attempts = await inbox.record_failure(
+                    self.host.deps.pool, row.id, f"[{error_id}] {exc!r}"
+                )
+                if attempts is None:
+                    return  # applied before the error (a failing effect): nothing to retry
+                if attempts >= inbox.MAX_ATTEMPTS:
+                    self._settled(row, "failed", started)
+                    log.error(
+                        "inbox row %s of %s failed %d times; settled as failed (last error %s)",
+                        row.id,
+                        self.host.name,
+                        attempts,
+                        error_id,
+                    )
+                    return
+                await trio.sleep(ROW_RETRY_S * 2 ** (attempts - 1))
+
+    def _settled(self, row: inbox.InboxRow, outcome: str, started: float) -> None:
+        # Latency: from the row's commit (the database's clock) to now (ours).
+        latency = None if row.received_at is None else time.time() - row.received_at
+        duration = trio.current_time() - started
+        self.host.deps.metrics.inbox_row_settled(outcome, latency_s=latency, duration_s=duration)
+
+    async def _apply_row_once(self, row: inbox.InboxRow) -> str:
+        """Apply one row; returns how it was settled."""
+        pool = self.host.deps.pool
+        route = _route(row)
+        match route:
+            case Records(batch=batch):
+                self._decided = False
+                await messaging.apply_batch(
+                    self.host.deps, self.host.snapshot, batch, inbox_row=row.id, within=self._decide
+                )
+                if self._decided:
+                    self.host.wake_composer()
+            case StateChange(event=event):
+                await self.host.feed(event, inbox_row=row.id)
+            case Unhandled():
+                await inbox.mark_done(pool, row.id, "unhandled")
+                return "unhandled"
+            case WebhookError() as exc:
+                await inbox.mark_done(pool, row.id, "invalid", exc.message)
+                return "invalid"
+        return "applied"
+
+
+def _route(row: inbox.InboxRow) -> Route | WebhookError:
+    """What a stored row is (parsing is pure and cheap enough to redo on a retry)."""
+    data = row.payload.get("data") if isinstance(row.payload, dict) else None
+    try:
+        return classify(row.event, data)
+    except WebhookError as exc:
+        return exc
