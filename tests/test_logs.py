@@ -254,7 +254,7 @@ async def test_no_secret_in_any_log_line_and_correlation_ids_follow_the_work(
         for r in by_id["connect-req-1"]
     ), by_id.get("connect-req-1")
     poisoned = by_id["poison-req-7"]
-    assert any(r["logger"] == "auzap_actors.actors.instance_actor" for r in poisoned)
+    assert any(r["logger"] == "auzap_actors.actors.inbox_drain" for r in poisoned)
     assert any("settled as failed" in r["message"] for r in poisoned)
     # Failed requests are logged with their status (the 401s above).
     assert any(r.get("http_status") == 401 for r in records)
