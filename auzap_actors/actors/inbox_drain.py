@@ -94,13 +94,17 @@ class InboxDrain:
             return
         batches: list[tuple[int, Batch]] = []
         settled: list[tuple[int, str, str | None]] = []
+        outcomes: list[str] = []  # each row's, for the metrics once the group committed
         for row, route in group:
             if isinstance(route, Records):
                 batches.append((row.id, route.batch))
+                outcomes.append("applied")
             elif isinstance(route, WebhookError):
                 settled.append((row.id, "invalid", route.message))
+                outcomes.append("invalid")
             else:
                 settled.append((row.id, "unhandled", None))
+                outcomes.append("unhandled")
         started = trio.current_time()
         self._decided = False
         try:
@@ -121,12 +125,7 @@ class InboxDrain:
                     await self._apply_row(row)
             return
         self.cursor = group[-1][0].id
-        for row, route in group:
-            outcome = (
-                "applied"
-                if isinstance(route, Records)
-                else ("invalid" if isinstance(route, WebhookError) else "unhandled")
-            )
+        for (row, _), outcome in zip(group, outcomes, strict=True):
             self._settled(row, outcome, started)
         if self._decided:
             self.host.wake_composer()
