@@ -186,7 +186,8 @@ def running_stack(
         sim_port, port = free_port(), free_port()
         sim_log = workdir / "simulator.log"
         sim_command = [
-            sys.executable, "-m", "auzap_actors", "evolution-sim", "--api-key", api_key,
+            # `--api-key=`: a random key may begin with "-", which argparse would take for a flag.
+            sys.executable, "-m", "auzap_actors", "evolution-sim", f"--api-key={api_key}",
             "--port", str(sim_port),
         ]  # fmt: skip
         if sim_state is not None:
