@@ -26,12 +26,13 @@ from .helpers import (
     http,
     next_frame,
     open_instance,
+    scrape,
     sim_post_ok,
     user_token,
+    value,
     wait_frame,
 )
 from .payloads import envelope, text_message
-from .test_metrics import scrape, value
 
 PROMPT = "You are the assistant of Padaria Pão Quente. Mention our opening hours: 7h to 19h."
 API_KEY = "sk-test-secret-key-123"

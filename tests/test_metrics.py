@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -31,42 +30,13 @@ from .helpers import (
     http,
     next_frame,
     open_instance,
+    scrape,
     sim_post_ok,
+    total,
     user_token,
+    value,
 )
 from .payloads import envelope, text_message
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-async def scrape(client: httpx.AsyncClient, **headers: str) -> Samples:
-    answer = await client.get("/metrics", headers=headers)
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(answer.text):
-        assert family.name.startswith(("auzap_", "process_", "python_")), family.name
-        if family.type == "counter":
-            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, *, exposed: bool = True, **labels: str) -> float:
-    """A sample's value; 0 for a labelled child that does not exist yet (a labelled metric
-    without any child is not exposed at all: `exposed=False` accepts that too)."""
-    key = (name, tuple(sorted(labels.items())))
-    if key not in samples:
-        assert not exposed or any(n == name for n, _ in samples), f"{name} is not exposed"
-        return 0.0
-    return samples[key]
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    """Sum over every sample of `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
 
 
 async def test_metrics_parse_and_move_with_webhooks_instances_sockets_and_the_inbox(
