@@ -179,6 +179,24 @@ async def find_by_name(db: Any, name: str) -> InstanceRecord | None:
     return _record(row) if row else None
 
 
+async def list_page(db: Any, after_name: str | None, limit: int) -> list[InstanceRecord]:
+    """Up to `limit` rows in name order after `after_name` (None: from the first): the boot
+    loads every instance a page at a time (keyset on the indexed name, so each page is one
+    index range, however many pages came before)."""
+    if after_name is None:
+        rows = await db.fetch(
+            f"SELECT {_COLUMNS} FROM whatsapp_instances ORDER BY instance_name LIMIT $1", limit
+        )
+    else:
+        rows = await db.fetch(
+            f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE instance_name > $1"
+            " ORDER BY instance_name LIMIT $2",
+            after_name,
+            limit,
+        )
+    return [_record(r) for r in rows]
+
+
 async def list_instances(db: Any) -> list[InstanceRecord]:
     rows = await db.fetch(f"SELECT {_COLUMNS} FROM whatsapp_instances ORDER BY created_at")
     return [_record(r) for r in rows]
