@@ -101,11 +101,11 @@ class InstanceActor:
 
     __slots__ = (
         "_composer",
+        "_composer_wanted",
         "_drain",
         "_preload",
         "_publish",
         "_snapshot",
-        "_tasks",
         "deps",
         "mailbox",
         "name",
@@ -126,8 +126,10 @@ class InstanceActor:
         self._snapshot: InstanceSnapshot | None = None
         self._preload = preload
         self._drain: InboxDrain | None = None
+        # The auto-reply composer runs only for an actor with replies to work on: from the
+        # start when some are open, else from the first decision (`wake_composer`).
         self._composer: auto_reply.Composer | None = None
-        self._tasks: trio.Nursery | None = None  # where the composer runs, once needed
+        self._composer_wanted = False
 
     @property
     def _inbox(self) -> InboxDrain:
@@ -153,35 +155,40 @@ class InstanceActor:
             preload = Preload(record)  # not known: look for stored work
         self._set_snapshot(preload.record.snapshot())
         task_status.started()
+        # Picks up the replies not settled before a restart (after the inbox drain below: its
+        # letters wait in the mailbox until then).
+        self._composer_wanted = preload.open_replies
+        if preload.pending_inbox:
+            # Stored events first: they need only the database, and the boot's look at
+            # Evolution (which may be down, and retried) must not hold them back.
+            await self._inbox.drain()
+        del preload
+        await self.feed(Boot())
+        # Without a composer the actor is this one task (no nursery to hold); once one is
+        # wanted, the loop goes on in a nursery where the composer runs beside it.
+        if await self._serve():
+            return
         async with trio.open_nursery() as tasks:
-            self._tasks = tasks
-            if preload.open_replies:
-                # Picks up the replies not settled before a restart (after the inbox drain
-                # below: its letters wait in the mailbox until then).
-                self._start_composer()
-            if preload.pending_inbox:
-                # Stored events first: they need only the database, and the boot's look at
-                # Evolution (which may be down, and retried) must not hold them back.
-                await self._inbox.drain()
-            del preload
-            await self.feed(Boot())
-            while not self.snapshot.deleted:  # a new row under this name gets a new actor
-                letter = await self.mailbox.get()
-                await self._deliver(letter)
-                # Not once deleted: rows stored since then under this name belong to no row or
-                # to the row that replaced it (its own actor), never to this snapshot.
-                if not self.snapshot.deleted and self.mailbox.answer_doorbell():
-                    await self._inbox.drain()
-            tasks.cancel_scope.cancel()
-
-    def _start_composer(self) -> None:
-        """The auto-reply composer runs only for an actor that has replies to work on: it
-        starts at boot for open replies, else at the first decision (`wake_composer`)."""
-        if self._composer is None and self._tasks is not None:
             self._composer = auto_reply.Composer(
                 self.deps, self.deps.auto_reply, self.name, self.mailbox, lambda: self.snapshot
             )
-            self._tasks.start_soon(self._composer.run)
+            tasks.start_soon(self._composer.run)
+            await self._serve()
+            tasks.cancel_scope.cancel()
+
+    async def _serve(self) -> bool:
+        """Take letters until the instance is deleted (True) or, while no composer runs, one
+        is wanted (False)."""
+        while not self.snapshot.deleted:  # a new row under this name gets a new actor
+            if self._composer_wanted and self._composer is None:
+                return False
+            letter = await self.mailbox.get()
+            await self._deliver(letter)
+            # Not once deleted: rows stored since then under this name belong to no row or
+            # to the row that replaced it (its own actor), never to this snapshot.
+            if not self.snapshot.deleted and self.mailbox.answer_doorbell():
+                await self._inbox.drain()
+        return True
 
     async def _deliver(self, letter: Letter) -> None:
         with bind_correlation(letter.correlation):
@@ -335,10 +342,10 @@ class InstanceActor:
         return await auto_reply.decide_in_transaction(self.deps, conn, self.snapshot, applied)
 
     def wake_composer(self) -> None:
-        """After a commit that recorded decisions, so that the composer sees the rows (a
-        composer started now looks at once)."""
+        """After a commit that recorded decisions, so that the composer sees the rows (one
+        started now, after the letter in hand, looks at once)."""
         if self._composer is None:
-            self._start_composer()
+            self._composer_wanted = True
         else:
             self._composer.wake()
 

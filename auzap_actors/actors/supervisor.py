@@ -21,7 +21,7 @@ import trio
 from ..core.instance import wants_health_tick
 from ..core.supervision import RestartPolicy, decide_restart, outage_delay, park_delay
 from ..core.views import InstanceSnapshot
-from ..observability.logs import clear_correlation
+from ..observability.logs import clear_correlation, current_correlation
 from ..observability.metrics import Metrics
 from ..store import auto_replies, inbox, instances
 from ..store.doorbell import Doorbell
@@ -215,7 +215,8 @@ class Supervisor:
             mailbox = Mailbox(name, self.mailbox_capacity)
         child = Child(name, mailbox, restarts=restarts, on_wants_ticks=self.health.watch)
         self._children[name] = child
-        self._nursery.start_soon(self._supervise, child, preload)
+        # Named after the instance: no name string of its own per task (py-spy shows it too).
+        self._nursery.start_soon(self._supervise, child, preload, name=name)
         return child
 
     def _health_tick(self, name: str) -> TickResult:
@@ -295,10 +296,42 @@ class Supervisor:
             log.exception("routing the inbox rows of %s failed; they wait for the next try", name)
 
     async def _supervise(self, child: Child, preload: Preload | None = None) -> None:
-        clear_correlation()  # the actor outlives any request that started it: its lines are its own
+        """Run the actor.  A database outage is waited out (the budget untouched, the mailbox
+        kept); a crash is restarted until the budget is spent; then the actor is parked and
+        revived after a cool-down that grows with each parking.  (One coroutine, not two:
+        a node holds one of these per instance.)"""
+        if current_correlation() is not None:
+            clear_correlation()  # the actor outlives the request that started it
         with trio.CancelScope() as scope:
             child.cancel_scope = scope
-            await self._supervise_loop(child, preload)
+            outages = 0
+            while True:
+                child.status = "starting" if child.restarts == 0 else "restarting"
+                log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
+                ready = _Ready(child)
+                try:
+                    actor = self.actor_factory(
+                        child.name, self.deps, child.mailbox, child.publish, preload
+                    )
+                    preload = None  # a restart reads the row again (the preload may be stale)
+                    await actor.run(task_status=ready)
+                    break
+                except InstanceGone:
+                    child.gone = True
+                    break
+                except Exception as exc:
+                    if child.deleted:
+                        break
+                    cause = _root_cause(exc)
+                    if is_transient(cause):
+                        # An actor that had started begins a new outage; one that could not
+                        # even load its state waits longer each time.
+                        outages = 1 if ready.fired else outages + 1
+                        await self._wait_for_database(child, cause, outages)
+                        continue
+                    outages = 0
+                    if not await self._after_crash(child, exc, cause):
+                        break
         if child.deleted and self._children.get(child.name) is child and self._nursery:
             # Rows stored while it was ending (after its delete) are nobody's: flagged orphans.
             self._nursery.start_soon(self._route_unknown, child.name)
@@ -306,39 +339,6 @@ class Supervisor:
         child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is {child.status}"))
         child.ready.set()
         child.stopped.set()
-
-    async def _supervise_loop(self, child: Child, preload: Preload | None) -> None:
-        """Run the actor.  A database outage is waited out (the budget untouched, the mailbox
-        kept); a crash is restarted until the budget is spent; then the actor is parked and
-        revived after a cool-down that grows with each parking."""
-        outages = 0
-        while True:
-            child.status = "starting" if child.restarts == 0 else "restarting"
-            log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
-            ready = _Ready(child)
-            try:
-                actor = self.actor_factory(
-                    child.name, self.deps, child.mailbox, child.publish, preload
-                )
-                preload = None  # a restart reads the row again (the preload may be stale)
-                await actor.run(task_status=ready)
-                return
-            except InstanceGone:
-                child.gone = True
-                return
-            except Exception as exc:
-                if child.deleted:
-                    return
-                cause = _root_cause(exc)
-                if is_transient(cause):
-                    # An actor that had started begins a new outage; one that could not even
-                    # load its state waits longer each time.
-                    outages = 1 if ready.fired else outages + 1
-                    await self._wait_for_database(child, cause, outages)
-                    continue
-                outages = 0
-                if not await self._after_crash(child, exc, cause):
-                    return
 
     async def _wait_for_database(self, child: Child, cause: BaseException, outages: int) -> None:
         child.status = "waiting_for_database"
@@ -409,6 +409,8 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 class _Ready:
     """task_status for an actor: marks the child running and wakes `ensure_actor` waiters."""
+
+    __slots__ = ("child", "fired")
 
     def __init__(self, child: Child) -> None:
         self.child = child

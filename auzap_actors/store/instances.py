@@ -18,13 +18,19 @@ from . import inbox
 _HEALTH_FIELDS = {f.name for f in fields(HealthState)}
 
 
+# The health of an instance never checked, by whether it is open: frozen, so every actor
+# that starts from such a row shares one (a node may hold 100k idle accounts).
+_NEVER_CHECKED = {
+    True: HealthState(status="healthy", expect_open=True),
+    False: HealthState(status="disconnected", expect_open=False),
+}
+_DEFAULT_LIMITS = AutoReplyLimits()
+
+
 def health_from_json(data: dict[str, Any], status: Status) -> HealthState:
     """The stored health; an instance never checked is watched only if it is open."""
     if not data:
-        return HealthState(
-            status="healthy" if status is Status.OPEN else "disconnected",
-            expect_open=status is Status.OPEN,
-        )
+        return _NEVER_CHECKED[status is Status.OPEN]
     known = {k: v for k, v in data.items() if k in _HEALTH_FIELDS}
     known["issues"] = tuple(known.get("issues") or ())
     try:
@@ -77,13 +83,15 @@ class InstanceRecord:
             quiet = QuietHours(
                 self.auto_reply_quiet_start, self.auto_reply_quiet_end, self.auto_reply_timezone
             )
-        return AutoReplyLimits(
+        limits = AutoReplyLimits(
             per_contact_hour=self.auto_reply_per_contact_hour,
             per_instance_day=self.auto_reply_per_instance_day,
             quiet_hours=quiet,
             human_pause_min=self.auto_reply_human_pause_min,
             groups=self.auto_reply_groups,
         )
+        # Frozen: the usual (default) limits are one shared object, not one per actor.
+        return _DEFAULT_LIMITS if limits == _DEFAULT_LIMITS else limits
 
     def snapshot(self) -> InstanceSnapshot:
         """The snapshot an actor starts from (what survives a restart is what was written)."""
