@@ -138,3 +138,18 @@ class Child:
             )
         if self.status in ("crashed", "stopped"):
             raise ActorUnavailable(f"the actor of {self.name} is {self.status}")
+
+
+class StartMarker:
+    """An actor's task_status: marks its child running and wakes `ensure_actor` waiters."""
+
+    __slots__ = ("child", "fired")
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.fired = False
+
+    def started(self) -> None:
+        self.fired = True
+        self.child.status = "running"
+        self.child.ready.set()

@@ -19,8 +19,8 @@ import trio
 
 from ..core.health import HealthPolicy, next_check_delay
 
-# What the supervisor says of one due actor: "ticked" (or busy: it stays scheduled), "wait"
-# (not running yet: scheduled again, no tick), "drop" (it cannot want a check: unscheduled
+# What the supervisor says of one due actor: "ticked", "wait" (not running yet, or its mailbox
+# is full: no tick this time, scheduled again), "drop" (it cannot want a check: unscheduled
 # until it is watched again).
 TickResult = Literal["ticked", "wait", "drop"]
 

@@ -26,7 +26,7 @@ from ..observability.metrics import Metrics
 from ..store import auto_replies, inbox, instances
 from ..store.doorbell import Doorbell
 from ..store.faults import is_transient
-from .child import ACCEPTING, ActorStatus, Child
+from .child import ACCEPTING, ActorStatus, Child, StartMarker
 from .deps import ActorDeps
 from .health_timer import HealthScheduler, TickResult
 from .instance_actor import InstanceActor, InstanceGone, Preload, Started
@@ -233,7 +233,7 @@ class Supervisor:
         try:
             child.mailbox.cast(HealthTick())
         except MailboxFull:
-            pass  # busy: the next tick comes soon enough
+            return "wait"  # busy: the next tick comes soon enough
         return "ticked"
 
     async def call(self, name: str, message: Any, timeout: float) -> Any:
@@ -308,7 +308,7 @@ class Supervisor:
             while True:
                 child.status = "starting" if child.restarts == 0 else "restarting"
                 log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
-                ready = _Ready(child)
+                ready = StartMarker(child)
                 try:
                     actor = self.actor_factory(
                         child.name, self.deps, child.mailbox, child.publish, preload
@@ -405,18 +405,3 @@ def _root_cause(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-class _Ready:
-    """task_status for an actor: marks the child running and wakes `ensure_actor` waiters."""
-
-    __slots__ = ("child", "fired")
-
-    def __init__(self, child: Child) -> None:
-        self.child = child
-        self.fired = False
-
-    def started(self) -> None:
-        self.fired = True
-        self.child.status = "running"
-        self.child.ready.set()
