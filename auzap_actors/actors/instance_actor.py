@@ -1,12 +1,13 @@
 """One actor per WhatsApp instance: a thin executor of the core's per-instance step.
 
-The actor loads its snapshot when it starts, then takes one input at a time (its mailbox, the
-webhook inbox, its health timer), asks `core.instance.step` what follows, and carries out the
-effects in order: it writes, publishes, calls Evolution, and feeds each answer back as the
-next input.  Expected failures (Evolution down, a malformed event) are answered or recorded;
-only a bug escapes `run`, and the supervisor restarts the actor from the database.  So does a
-database that went away (a transient error): the supervisor waits for it without counting a
-crash, and the actor starts again from what was committed, the unapplied inbox rows in order.
+The actor loads its snapshot when it starts (or starts from the row the supervisor's boot read),
+then takes one input at a time (its mailbox, the webhook inbox, the ticks of the node's health
+scheduler), asks `core.instance.step` what follows, and carries out the effects in order: it
+writes, publishes, calls Evolution, and feeds each answer back as the next input.  Expected
+failures (Evolution down, a malformed event) are answered or recorded; only a bug escapes `run`,
+and the supervisor restarts the actor from the database.  So does a database that went away (a
+transient error): the supervisor waits for it without counting a crash, and the actor starts
+again from what was committed, the unapplied inbox rows in order.
 """
 
 from __future__ import annotations
