@@ -24,10 +24,11 @@ import trio
 from trio.testing import MockClock
 
 from auzap_actors.actors.deps import ActorDeps
-from auzap_actors.actors.instance_actor import Started
+from auzap_actors.actors.instance_actor import Preload, Started
 from auzap_actors.actors.mailbox import ActorUnavailable, Mailbox, reply
 from auzap_actors.actors.messages import Barrier, Crash, DrainInbox, InjectedCrash
 from auzap_actors.actors.supervisor import Supervisor
+from auzap_actors.core.health import HealthPolicy, HealthState
 from auzap_actors.core.supervision import RestartPolicy
 from auzap_actors.core.views import InstanceSnapshot
 from auzap_actors.store import instances
@@ -53,6 +54,11 @@ class Script:
     received: defaultdict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
     ended: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     release: trio.Event = field(default_factory=trio.Event)
+    expect_open: set[str] = field(default_factory=set)  # names whose snapshot wants checks
+    # What the supervisor handed each start of each actor (the boot's row, or None).
+    preloads: defaultdict[str, list[Preload | None]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
     def factory(
         self,
@@ -60,7 +66,9 @@ class Script:
         deps: ActorDeps,
         mailbox: Mailbox,
         publish: Callable[[InstanceSnapshot], None],
+        preload: Preload | None = None,
     ) -> FakeActor:
+        self.preloads[name].append(preload)
         return FakeActor(self, name, mailbox, publish)
 
 
@@ -85,7 +93,11 @@ class FakeActor:
     async def run(self, *, task_status: Started) -> None:
         script = self.script
         script.runs[self.name].append(trio.current_time())
-        self.publish(InstanceSnapshot(self.name, None, None))
+        # Idle (never open) unless the script says otherwise: only those get health ticks.
+        watched = self.name in script.expect_open
+        self.publish(
+            InstanceSnapshot(self.name, None, None, health=HealthState(expect_open=watched))
+        )
         task_status.started()
         try:
             left = script.crash_on_start.get(self.name, 0)
@@ -111,10 +123,12 @@ class FakeActor:
 
 class FakeDeps:
     """Stands for ActorDeps.  The fakes read nothing of it; the supervisor reads `pool` only to
-    boot and to route unknown names.  Without a pool, reading it fails the test."""
+    boot and to route unknown names (without a pool, reading it fails the test), and the
+    health policy for its node-wide health timer."""
 
-    def __init__(self, pool: Any = None) -> None:
+    def __init__(self, pool: Any = None, health_policy: HealthPolicy | None = None) -> None:
         self._pool = pool
+        self.health_policy = health_policy or HealthPolicy()
 
     @property
     def pool(self) -> Any:

@@ -1,12 +1,13 @@
 """One actor per WhatsApp instance: a thin executor of the core's per-instance step.
 
-The actor loads its snapshot when it starts, then takes one input at a time (its mailbox, the
-webhook inbox, its health timer), asks `core.instance.step` what follows, and carries out the
-effects in order: it writes, publishes, calls Evolution, and feeds each answer back as the
-next input.  Expected failures (Evolution down, a malformed event) are answered or recorded;
-only a bug escapes `run`, and the supervisor restarts the actor from the database.  So does a
-database that went away (a transient error): the supervisor waits for it without counting a
-crash, and the actor starts again from what was committed, the unapplied inbox rows in order.
+The actor loads its snapshot when it starts (or starts from the row the supervisor's boot read),
+then takes one input at a time (its mailbox, the webhook inbox, the ticks of the node's health
+scheduler), asks `core.instance.step` what follows, and carries out the effects in order: it
+writes, publishes, calls Evolution, and feeds each answer back as the next input.  Expected
+failures (Evolution down, a malformed event) are answered or recorded; only a bug escapes `run`,
+and the supervisor restarts the actor from the database.  So does a database that went away (a
+transient error): the supervisor waits for it without counting a crash, and the actor starts
+again from what was committed, the unapplied inbox rows in order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import trio
@@ -48,10 +49,10 @@ from ..observability.logs import bind_correlation
 from ..store import auto_replies, inbox, instances
 from ..store import messages as messages_store
 from ..store.faults import is_transient
+from ..store.instances import InstanceRecord
 from ..store.messages import Applied
 from . import auto_reply, evolution_side, messaging
 from .deps import ActorDeps
-from .health_timer import health_timer
 from .inbox_drain import InboxDrain
 from .mailbox import DatabaseUnavailable, Letter, Mailbox, reply
 from .messages import (
@@ -84,23 +85,58 @@ class InstanceGone(Exception):
     """The instance's row no longer exists; the actor stops for good."""
 
 
+@dataclass(frozen=True, slots=True)
+class Preload:
+    """What the supervisor's boot read for an actor in bulk: its row, and whether it has
+    stored work (pending inbox rows, replies not settled) it must look up as it starts."""
+
+    record: InstanceRecord
+    pending_inbox: bool = True
+    open_replies: bool = True
+
+
 class InstanceActor:
+    """One instance's actor.  Idle, it is this object, its snapshot and one task waiting on
+    its mailbox: the health timer is the node's (the supervisor's scheduler), the inbox drain
+    and the auto-reply composer are made when first needed."""
+
+    __slots__ = (
+        "_composer",
+        "_composer_wanted",
+        "_drain",
+        "_preload",
+        "_publish",
+        "_snapshot",
+        "deps",
+        "mailbox",
+        "name",
+    )
+
     def __init__(
         self,
         name: str,
         deps: ActorDeps,
         mailbox: Mailbox,
         publish: Callable[[InstanceSnapshot], None],
+        preload: Preload | None = None,
     ) -> None:
         self.name = name
         self.deps = deps
         self.mailbox = mailbox
         self._publish = publish  # the snapshot everybody else reads; only this actor writes it
         self._snapshot: InstanceSnapshot | None = None
-        self._composer = auto_reply.Composer(
-            deps, deps.auto_reply, name, mailbox, lambda: self.snapshot
-        )
-        self._inbox = InboxDrain(self)
+        self._preload = preload
+        self._drain: InboxDrain | None = None
+        # The auto-reply composer runs only for an actor with replies to work on: from the
+        # start when some are open, else from the first decision (`wake_composer`).
+        self._composer: auto_reply.Composer | None = None
+        self._composer_wanted = False
+
+    @property
+    def _inbox(self) -> InboxDrain:
+        if self._drain is None:
+            self._drain = InboxDrain(self)
+        return self._drain
 
     @property
     def snapshot(self) -> InstanceSnapshot:
@@ -112,28 +148,48 @@ class InstanceActor:
         self._publish(snapshot)
 
     async def run(self, *, task_status: Started) -> None:
-        record = await instances.find_by_name(self.deps.pool, self.name)
-        if record is None:
-            raise InstanceGone(self.name)
-        self._set_snapshot(record.snapshot())
+        preload, self._preload = self._preload, None
+        if preload is None:
+            record = await instances.find_by_name(self.deps.pool, self.name)
+            if record is None:
+                raise InstanceGone(self.name)
+            preload = Preload(record)  # not known: look for stored work
+        self._set_snapshot(preload.record.snapshot())
         task_status.started()
-        async with trio.open_nursery() as timers:
-            timers.start_soon(health_timer, self.mailbox, self.deps.health_policy)
-            # Picks up the replies not settled before a restart (after the inbox drain below:
-            # its letters wait in the mailbox until then).
-            timers.start_soon(self._composer.run)
+        # Picks up the replies not settled before a restart (after the inbox drain below: its
+        # letters wait in the mailbox until then).
+        self._composer_wanted = preload.open_replies
+        if preload.pending_inbox:
             # Stored events first: they need only the database, and the boot's look at
             # Evolution (which may be down, and retried) must not hold them back.
             await self._inbox.drain()
-            await self.feed(Boot())
-            while not self.snapshot.deleted:  # a new row under this name gets a new actor
-                letter = await self.mailbox.receive.receive()
-                await self._deliver(letter)
-                # Not once deleted: rows stored since then under this name belong to no row or
-                # to the row that replaced it (its own actor), never to this snapshot.
-                if not self.snapshot.deleted and self.mailbox.answer_doorbell():
-                    await self._inbox.drain()
-            timers.cancel_scope.cancel()
+        del preload
+        await self.feed(Boot())
+        # Without a composer the actor is this one task (no nursery to hold); once one is
+        # wanted, the loop goes on in a nursery where the composer runs beside it.
+        if await self._serve():
+            return
+        async with trio.open_nursery() as tasks:
+            self._composer = auto_reply.Composer(
+                self.deps, self.deps.auto_reply, self.name, self.mailbox, lambda: self.snapshot
+            )
+            tasks.start_soon(self._composer.run)
+            await self._serve()
+            tasks.cancel_scope.cancel()
+
+    async def _serve(self) -> bool:
+        """Take letters until the instance is deleted (True) or, while no composer runs, one
+        is wanted (False)."""
+        while not self.snapshot.deleted:  # a new row under this name gets a new actor
+            if self._composer_wanted and self._composer is None:
+                return False
+            letter = await self.mailbox.get()
+            await self._deliver(letter)
+            # Not once deleted: rows stored since then under this name belong to no row or
+            # to the row that replaced it (its own actor), never to this snapshot.
+            if not self.snapshot.deleted and self.mailbox.answer_doorbell():
+                await self._inbox.drain()
+        return True
 
     async def _deliver(self, letter: Letter) -> None:
         with bind_correlation(letter.correlation):
@@ -244,7 +300,7 @@ class InstanceActor:
                     await auto_reply.settle(deps, deps.auto_reply, self.name, effect)
                 case Recompose():
                     deps.auto_reply.stats.count("recomposed")
-                    self._composer.wake()
+                    self.wake_composer()
 
     def _record_check(self, observed: Observed) -> None:
         """Metrics and the instance's recent health history (GET /admin/instances/<name>)."""
@@ -287,8 +343,12 @@ class InstanceActor:
         return await auto_reply.decide_in_transaction(self.deps, conn, self.snapshot, applied)
 
     def wake_composer(self) -> None:
-        """After a commit that recorded decisions, so that the composer sees the rows."""
-        self._composer.wake()
+        """After a commit that recorded decisions, so that the composer sees the rows (one
+        started now, after the letter in hand, looks at once)."""
+        if self._composer is None:
+            self._composer_wanted = True
+        else:
+            self._composer.wake()
 
     async def _commit(self, new: InstanceSnapshot, *, save: bool, inbox_row: int | None) -> None:
         if inbox_row is None:

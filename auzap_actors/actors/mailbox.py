@@ -6,6 +6,7 @@ front); it never blocks a request or grows without limit.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,29 +46,76 @@ class Letter:
 
 
 class Mailbox:
+    """The letters of one actor, received by that actor alone.
+
+    Not a trio memory channel: a process holds one mailbox per instance (100k of them), and
+    an idle one is a few slots here (the queue exists only while letters wait), where a
+    channel pair with its statistics and waiter sets costs ~1.8 KiB."""
+
+    __slots__ = ("_doorbell", "_letters", "_receiver", "capacity", "name", "peak")
+
     def __init__(self, name: str, capacity: int) -> None:
         self.name = name
         self.capacity = capacity
-        self._send, self.receive = trio.open_memory_channel[Letter](capacity)
         self.peak = 0
         self._doorbell = False
+        self._letters: deque[Letter] | None = None  # None while empty
+        self._receiver: trio.lowlevel.Task | None = None  # the actor, parked in receive()
 
     def __repr__(self) -> str:
         return f"<Mailbox {self.name} [{self.size}/{self.capacity}, peak {self.peak}]>"
 
     @property
+    def receive(self) -> Receiver:
+        """The receiving end (`await mailbox.receive.receive()`, as with a channel)."""
+        return Receiver(self)
+
+    @property
     def size(self) -> int:
-        return self._send.statistics().current_buffer_used
+        return 0 if self._letters is None else len(self._letters)
 
     def stats(self) -> dict[str, int]:
         return {"size": self.size, "capacity": self.capacity, "peak": self.peak}
 
     def _post(self, letter: Letter) -> None:
-        try:
-            self._send.send_nowait(letter)
-        except trio.WouldBlock:
-            raise MailboxFull(self.name) from None
-        self.peak = max(self.peak, self.size)
+        letters = self._letters
+        if letters is None:
+            letters = self._letters = deque()
+        elif len(letters) >= self.capacity:
+            raise MailboxFull(self.name)
+        letters.append(letter)
+        self.peak = max(self.peak, len(letters))
+        if self._receiver is not None:
+            task, self._receiver = self._receiver, None
+            trio.lowlevel.reschedule(task)
+
+    def get_nowait(self) -> Letter:
+        """The oldest letter; trio.WouldBlock when there is none."""
+        letters = self._letters
+        if not letters:
+            raise trio.WouldBlock
+        letter = letters.popleft()
+        if not letters:
+            self._letters = None  # an idle mailbox keeps no queue
+        return letter
+
+    async def get(self) -> Letter:
+        """The oldest letter, waiting for one (a checkpoint either way, like a channel)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._letters:
+            letter = self.get_nowait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return letter
+        while not self._letters:  # woken by a letter (drain_with may take it first)
+            if self._receiver is not None:
+                raise trio.BusyResourceError(f"the mailbox of {self.name} has a receiver")
+            self._receiver = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        return self.get_nowait()
+
+    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+        self._receiver = None  # cancelled while waiting
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def cast(self, message: Any) -> None:
         """Queue a message; raises MailboxFull."""
@@ -112,11 +160,26 @@ class Mailbox:
         """Answer every queued call with `error` (the actor is parked or stopped)."""
         while True:
             try:
-                letter = self.receive.receive_nowait()
+                letter = self.get_nowait()
             except trio.WouldBlock:
                 return
             if letter.reply is not None:
                 reply(letter, False, error)
+
+
+class Receiver:
+    """A mailbox's receiving end, shaped like a channel's (made on demand, holds nothing)."""
+
+    __slots__ = ("_mailbox",)
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self._mailbox = mailbox
+
+    async def receive(self) -> Letter:
+        return await self._mailbox.get()
+
+    def receive_nowait(self) -> Letter:
+        return self._mailbox.get_nowait()
 
 
 def reply(letter: Letter, ok: bool, value: Any) -> None:

@@ -14,104 +14,54 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import trio
 
+from ..core.instance import wants_health_tick
 from ..core.supervision import RestartPolicy, decide_restart, outage_delay, park_delay
-from ..core.views import InstanceSnapshot, health_view
-from ..observability.logs import clear_correlation
+from ..core.views import InstanceSnapshot
+from ..observability.logs import clear_correlation, current_correlation
 from ..observability.metrics import Metrics
-from ..store import inbox, instances
+from ..store import auto_replies, inbox, instances
 from ..store.doorbell import Doorbell
 from ..store.faults import is_transient
+from .child import ACCEPTING, ActorStatus, Child, StartMarker
 from .deps import ActorDeps
-from .instance_actor import InstanceActor, InstanceGone, Started
-from .mailbox import ActorUnavailable, DatabaseUnavailable, Mailbox
-from .messages import DrainInbox
+from .health_timer import HealthScheduler, TickResult
+from .instance_actor import InstanceActor, InstanceGone, Preload, Started
+from .mailbox import ActorUnavailable, Mailbox, MailboxFull
+from .messages import DrainInbox, HealthTick
 
 log = logging.getLogger(__name__)
-
-ActorStatus = Literal[
-    "starting", "running", "restarting", "waiting_for_database", "crashed", "stopped"
-]
 
 
 class Actor(Protocol):
     async def run(self, *, task_status: Started) -> None: ...
 
 
-# How the supervisor makes an actor: InstanceActor's constructor, or a fake in unit tests.
-ActorFactory = Callable[[str, ActorDeps, Mailbox, Callable[[InstanceSnapshot], None]], Actor]
+class ActorFactory(Protocol):
+    """How the supervisor makes an actor: InstanceActor's constructor, or a fake in unit
+    tests.  `preload` is what the boot already read for it (None: it reads its row itself)."""
+
+    def __call__(
+        self,
+        name: str,
+        deps: ActorDeps,
+        mailbox: Mailbox,
+        publish: Callable[[InstanceSnapshot], None],
+        preload: Preload | None = None,
+    ) -> Actor: ...
+
+
+__all__ = ["ACCEPTING", "ActorStatus", "Child", "NotReady", "Supervisor"]
+
+# Instance rows read per query at boot (one keyset page).
+BOOT_PAGE = 2000
 
 
 class NotReady(ActorUnavailable):
     """The supervisor is not running yet (start-up) or any more (shutdown)."""
-
-
-# Statuses in which an actor takes letters (and the inbox's doorbell).
-ACCEPTING = ("running", "starting", "restarting")
-
-
-@dataclass(eq=False)
-class Child:
-    """The supervisor's record of one actor; outlives restarts (the mailbox too).
-
-    Only the supervisor writes it, except `snapshot`, which only the actor writes (through
-    `publish`): everybody else reads."""
-
-    name: str
-    mailbox: Mailbox
-    snapshot: InstanceSnapshot | None = None
-    status: ActorStatus = "starting"
-    restarts: int = 0
-    last_error: str | None = None
-    crash_history: tuple[float, ...] = ()
-    parkings: int = 0  # times the restart budget was spent; each parking cools down longer
-    revive_at: float | None = None  # epoch seconds when a parked actor comes back
-    gone: bool = False  # the instance's row was not found when the actor started
-    started_at: float = field(default_factory=time.time)
-    ready: trio.Event = field(default_factory=trio.Event)
-    cancel_scope: trio.CancelScope | None = None
-    stop_requested: bool = False
-    stopped: trio.Event = field(default_factory=trio.Event)
-
-    def __repr__(self) -> str:
-        return (
-            f"<Child {self.name} {self.status} restarts={self.restarts} "
-            f"mailbox={self.mailbox.size}/{self.mailbox.capacity}>"
-        )
-
-    def publish(self, snapshot: InstanceSnapshot) -> None:
-        self.snapshot = snapshot
-
-    @property
-    def deleted(self) -> bool:
-        return self.gone or (self.snapshot is not None and self.snapshot.deleted)
-
-    def entry(self, now: float) -> dict[str, Any]:
-        """This actor as a line of /admin/tree."""
-        snap = self.snapshot
-        return {
-            "instance_name": self.name,
-            "actor": self.status,
-            "status": snap.state.status.value if snap else None,
-            "mailbox": self.mailbox.stats(),
-            "restarts": self.restarts,
-            "parkings": self.parkings,
-            "revive_at": self.revive_at,
-            "last_error": self.last_error,
-            "health": health_view(snap, now) if snap else None,
-        }
-
-    def check_available(self) -> None:
-        if self.status == "waiting_for_database":
-            raise DatabaseUnavailable(
-                f"the actor of {self.name} waits for the database to come back; retry shortly"
-            )
-        if self.status in ("crashed", "stopped"):
-            raise ActorUnavailable(f"the actor of {self.name} is {self.status}")
 
 
 class Supervisor:
@@ -135,6 +85,8 @@ class Supervisor:
         self._orphans = inbox.OrphanMarks()  # how far each unknown name's rows are flagged
         self._nursery: trio.Nursery | None = None
         self.running = False
+        # One timer for the node: it ticks only the actors whose snapshot wants checks.
+        self.health = HealthScheduler(deps.health_policy, self._health_tick)
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}
@@ -158,6 +110,7 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.running = True
+                nursery.start_soon(self.health.run)
                 task_status.started()
                 if boot:
                     await self._retry_while_database_is_away("boot", self._boot)
@@ -171,24 +124,46 @@ class Supervisor:
                 child.mailbox.drain_with(NotReady("the service is shutting down"))
 
     async def _boot(self) -> None:
-        """Start every known instance's actor, a bounded number at a time."""
-        records = await instances.list_instances(self.deps.pool)
+        """Start every known instance's actor from rows read a page at a time.
+
+        An actor with nothing stored for it to do (no pending inbox row, no open reply: the
+        two name lists are read once, first) starts from its row without a query of its own;
+        the others start a bounded number at a time, as they query.  Rows committed after the
+        lists were read ring the doorbell, answered once the boot is done."""
+        pool = self.deps.pool
+        pending = set(await inbox.pending_instance_names(pool))
+        replies = await auto_replies.open_reply_instance_names(pool)
+        unknown = set(pending)  # pending names no row claims: orphans
         limiter = trio.CapacityLimiter(self.boot_concurrency)
 
-        async def start_one(name: str) -> None:
+        async def start_querying(name: str, preload: Preload) -> None:
             async with limiter:
-                try:
-                    await self.ensure_actor(name)
-                except ActorUnavailable:
-                    pass
+                child = self._children.get(name)
+                if child is None:
+                    child = self._spawn(name, preload=preload)
+                await child.ready.wait()
 
+        after: str | None = None
         async with trio.open_nursery() as boot:
-            for record in records:
-                boot.start_soon(start_one, record.instance_name)
-        known = {r.instance_name for r in records}
-        for name in await inbox.pending_instance_names(self.deps.pool):
-            if name not in known:
-                await inbox.mark_orphans(self.deps.pool, name)
+            while True:
+                page = await instances.list_page(pool, after, BOOT_PAGE)
+                if not page:
+                    break
+                for record in page:
+                    name = record.instance_name
+                    unknown.discard(name)
+                    if name in self._children:
+                        continue  # started already (a doorbell's rows, an earlier try)
+                    preload = Preload(record, name in pending, name in replies)
+                    if preload.pending_inbox or preload.open_replies:
+                        boot.start_soon(start_querying, name, preload)
+                    else:
+                        self._spawn(name, preload=preload)
+                after = page[-1].instance_name
+                del page
+                await trio.lowlevel.checkpoint()  # this page's actors start before the next
+        for name in unknown:
+            await inbox.mark_orphans(pool, name)
 
     # ---- actors ----------------------------------------------------------------------------
 
@@ -216,18 +191,50 @@ class Supervisor:
         if child is not None and child.stopped.is_set():
             if (child.stop_requested or child.status == "crashed") and not revive:
                 child.check_available()
-            child = Child(name, child.mailbox, restarts=child.restarts)
-            self._children[name] = child
-            self._nursery.start_soon(self._supervise, child)
+            child = self._spawn(name, child.mailbox, restarts=child.restarts)
         elif child is None:
-            child = Child(name, Mailbox(name, self.mailbox_capacity))
-            self._children[name] = child
-            self._nursery.start_soon(self._supervise, child)
+            child = self._spawn(name)
         await child.ready.wait()
         child.check_available()
         if child.deleted or child.snapshot is None:
             raise ActorUnavailable(f"instance {name} does not exist")
         return child
+
+    def _spawn(
+        self,
+        name: str,
+        mailbox: Mailbox | None = None,
+        *,
+        restarts: int = 0,
+        preload: Preload | None = None,
+    ) -> Child:
+        """A new record for `name` (the mailbox of the one it replaces, if any), its actor
+        started in the supervisor's nursery."""
+        assert self._nursery is not None
+        if mailbox is None:
+            mailbox = Mailbox(name, self.mailbox_capacity)
+        child = Child(name, mailbox, restarts=restarts, on_wants_ticks=self.health.watch)
+        self._children[name] = child
+        # Named after the instance: no name string of its own per task (py-spy shows it too).
+        self._nursery.start_soon(self._supervise, child, preload, name=name)
+        return child
+
+    def _health_tick(self, name: str) -> TickResult:
+        """The scheduler's turn for `name`: a HealthTick when its actor runs and its snapshot
+        wants one; "drop" when it cannot want one (it is watched again when it publishes a
+        snapshot that does: `Child.publish`)."""
+        child = self._children.get(name)
+        if child is None or child.snapshot is None or not wants_health_tick(child.snapshot):
+            return "drop"
+        if child.status != "running":
+            # Starting: the next turn.  Waiting for the database, parked or stopped: its
+            # next start publishes its snapshot, which watches it again.
+            return "wait" if child.status in ACCEPTING else "drop"
+        try:
+            child.mailbox.cast(HealthTick())
+        except MailboxFull:
+            return "wait"  # busy: the next tick comes soon enough
+        return "ticked"
 
     async def call(self, name: str, message: Any, timeout: float) -> Any:
         child = await self.ensure_actor(name)
@@ -288,11 +295,43 @@ class Supervisor:
         except Exception:
             log.exception("routing the inbox rows of %s failed; they wait for the next try", name)
 
-    async def _supervise(self, child: Child) -> None:
-        clear_correlation()  # the actor outlives any request that started it: its lines are its own
+    async def _supervise(self, child: Child, preload: Preload | None = None) -> None:
+        """Run the actor.  A database outage is waited out (the budget untouched, the mailbox
+        kept); a crash is restarted until the budget is spent; then the actor is parked and
+        revived after a cool-down that grows with each parking.  (One coroutine, not two:
+        a node holds one of these per instance.)"""
+        if current_correlation() is not None:
+            clear_correlation()  # the actor outlives the request that started it
         with trio.CancelScope() as scope:
             child.cancel_scope = scope
-            await self._supervise_loop(child)
+            outages = 0
+            while True:
+                child.status = "starting" if child.restarts == 0 else "restarting"
+                log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
+                ready = StartMarker(child)
+                try:
+                    actor = self.actor_factory(
+                        child.name, self.deps, child.mailbox, child.publish, preload
+                    )
+                    preload = None  # a restart reads the row again (the preload may be stale)
+                    await actor.run(task_status=ready)
+                    break
+                except InstanceGone:
+                    child.gone = True
+                    break
+                except Exception as exc:
+                    if child.deleted:
+                        break
+                    cause = _root_cause(exc)
+                    if is_transient(cause):
+                        # An actor that had started begins a new outage; one that could not
+                        # even load its state waits longer each time.
+                        outages = 1 if ready.fired else outages + 1
+                        await self._wait_for_database(child, cause, outages)
+                        continue
+                    outages = 0
+                    if not await self._after_crash(child, exc, cause):
+                        break
         if child.deleted and self._children.get(child.name) is child and self._nursery:
             # Rows stored while it was ending (after its delete) are nobody's: flagged orphans.
             self._nursery.start_soon(self._route_unknown, child.name)
@@ -300,36 +339,6 @@ class Supervisor:
         child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is {child.status}"))
         child.ready.set()
         child.stopped.set()
-
-    async def _supervise_loop(self, child: Child) -> None:
-        """Run the actor.  A database outage is waited out (the budget untouched, the mailbox
-        kept); a crash is restarted until the budget is spent; then the actor is parked and
-        revived after a cool-down that grows with each parking."""
-        outages = 0
-        while True:
-            child.status = "starting" if child.restarts == 0 else "restarting"
-            log.debug("starting actor %s (restarts so far: %d)", child.name, child.restarts)
-            ready = _Ready(child)
-            try:
-                actor = self.actor_factory(child.name, self.deps, child.mailbox, child.publish)
-                await actor.run(task_status=ready)
-                return
-            except InstanceGone:
-                child.gone = True
-                return
-            except Exception as exc:
-                if child.deleted:
-                    return
-                cause = _root_cause(exc)
-                if is_transient(cause):
-                    # An actor that had started begins a new outage; one that could not even
-                    # load its state waits longer each time.
-                    outages = 1 if ready.fired else outages + 1
-                    await self._wait_for_database(child, cause, outages)
-                    continue
-                outages = 0
-                if not await self._after_crash(child, exc, cause):
-                    return
 
     async def _wait_for_database(self, child: Child, cause: BaseException, outages: int) -> None:
         child.status = "waiting_for_database"
@@ -396,16 +405,3 @@ def _root_cause(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-class _Ready:
-    """task_status for an actor: marks the child running and wakes `ensure_actor` waiters."""
-
-    def __init__(self, child: Child) -> None:
-        self.child = child
-        self.fired = False
-
-    def started(self) -> None:
-        self.fired = True
-        self.child.status = "running"
-        self.child.ready.set()

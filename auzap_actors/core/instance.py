@@ -144,6 +144,7 @@ __all__ = [
     "Tick",
     "send_refusal",
     "step",
+    "wants_health_tick",
 ]
 
 
@@ -166,6 +167,12 @@ def step(
     run = _Step(snapshot, now, policy, jitter_sample)
     run.take(item)
     return run.result()
+
+
+def wants_health_tick(snapshot: InstanceSnapshot) -> bool:
+    """Whether a ``Tick`` can lead to a check: the step's own test, also used by the node's
+    health scheduler to skip the actors it would only wake for nothing."""
+    return snapshot.health.expect_open and not snapshot.deleted
 
 
 def send_refusal(snapshot: InstanceSnapshot) -> str | None:
@@ -210,7 +217,7 @@ class _Step:
             case Tick():
                 # Also when Evolution forgot the instance: each check says "missing", and the
                 # reconnect the failures lead to creates it again.
-                if snap.health.expect_open:
+                if wants_health_tick(snap):
                     self._check_next("periodic")
             case Created(adopted=adopted):
                 self.snap = replace(snap, in_evolution=True)

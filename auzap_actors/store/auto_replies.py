@@ -150,6 +150,15 @@ async def open_replies(db: Any, instance: str) -> list[ReplyRow]:
     return [_row(r) for r in rows]
 
 
+async def open_reply_instance_names(db: Any) -> set[str]:
+    """The instances with replies not settled (one query at boot: only their actors look for
+    them as they start)."""
+    rows = await db.fetch(
+        "SELECT DISTINCT instance_name FROM auto_replies WHERE state IN ('decided', 'sending')"
+    )
+    return {r["instance_name"] for r in rows}
+
+
 async def find(db: Any, instance: str, reply_id: int) -> ReplyRow | None:
     row = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM auto_replies WHERE instance_name = $1 AND id = $2",

@@ -18,13 +18,19 @@ from . import inbox
 _HEALTH_FIELDS = {f.name for f in fields(HealthState)}
 
 
+# The health of an instance never checked, by whether it is open: frozen, so every actor
+# that starts from such a row shares one (a node may hold 100k idle accounts).
+_NEVER_CHECKED = {
+    True: HealthState(status="healthy", expect_open=True),
+    False: HealthState(status="disconnected", expect_open=False),
+}
+_DEFAULT_LIMITS = AutoReplyLimits()
+
+
 def health_from_json(data: dict[str, Any], status: Status) -> HealthState:
     """The stored health; an instance never checked is watched only if it is open."""
     if not data:
-        return HealthState(
-            status="healthy" if status is Status.OPEN else "disconnected",
-            expect_open=status is Status.OPEN,
-        )
+        return _NEVER_CHECKED[status is Status.OPEN]
     known = {k: v for k, v in data.items() if k in _HEALTH_FIELDS}
     known["issues"] = tuple(known.get("issues") or ())
     try:
@@ -77,13 +83,15 @@ class InstanceRecord:
             quiet = QuietHours(
                 self.auto_reply_quiet_start, self.auto_reply_quiet_end, self.auto_reply_timezone
             )
-        return AutoReplyLimits(
+        limits = AutoReplyLimits(
             per_contact_hour=self.auto_reply_per_contact_hour,
             per_instance_day=self.auto_reply_per_instance_day,
             quiet_hours=quiet,
             human_pause_min=self.auto_reply_human_pause_min,
             groups=self.auto_reply_groups,
         )
+        # Frozen: the usual (default) limits are one shared object, not one per actor.
+        return _DEFAULT_LIMITS if limits == _DEFAULT_LIMITS else limits
 
     def snapshot(self) -> InstanceSnapshot:
         """The snapshot an actor starts from (what survives a restart is what was written)."""
@@ -177,6 +185,24 @@ async def find_by_name(db: Any, name: str) -> InstanceRecord | None:
         f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE instance_name = $1", name
     )
     return _record(row) if row else None
+
+
+async def list_page(db: Any, after_name: str | None, limit: int) -> list[InstanceRecord]:
+    """Up to `limit` rows in name order after `after_name` (None: from the first): the boot
+    loads every instance a page at a time (keyset on the indexed name, so each page is one
+    index range, however many pages came before)."""
+    if after_name is None:
+        rows = await db.fetch(
+            f"SELECT {_COLUMNS} FROM whatsapp_instances ORDER BY instance_name LIMIT $1", limit
+        )
+    else:
+        rows = await db.fetch(
+            f"SELECT {_COLUMNS} FROM whatsapp_instances WHERE instance_name > $1"
+            " ORDER BY instance_name LIMIT $2",
+            after_name,
+            limit,
+        )
+    return [_record(r) for r in rows]
 
 
 async def list_instances(db: Any) -> list[InstanceRecord]:
