@@ -175,6 +175,10 @@ class Hub:
     def user_subscriber_count(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
 
+    def user_backlog(self, user_id: str) -> int:
+        """Frames (or rests of frames) queued behind a user's sockets, not yet written."""
+        return sum(sub.pending for sub in self._by_user.get(user_id, ()))
+
     @contextmanager
     def subscribe(self, user_id: str, organization_id: str | None) -> Iterator[Subscription]:
         """Register a socket for the duration of the block.
