@@ -5,9 +5,12 @@ cut off with 1013 after the frames it could still take."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
 from auzap_actors.actors.hub import Frame, text_frame
-from auzap_actors.bench.subscribers import Socket
+from auzap_actors.bench.subscribers import masked, next_frame
 from auzap_actors.serve import Running
 
 from .conftest import ServiceRunner
@@ -45,24 +48,41 @@ def _address(service: Running) -> tuple[str, int]:
     return host, int(port)
 
 
-async def _slow_socket(service: Running, user: uuid.UUID) -> Socket:
+@dataclass
+class Client:
+    stream: trio.SocketStream
+    buf: bytearray = field(default_factory=bytearray)
+
+
+async def _slow_socket(service: Running, user: uuid.UUID) -> Client:
     """A browser socket over a TCP socket with a small receive window, read only when the
     test says so."""
     host, port = _address(service)
     sock = trio.socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)  # before connect: the window
     await sock.connect((host, port))
-    client = Socket(trio.SocketStream(sock))
-    await client.handshake(host, port, user_token(user))
+    client = Client(trio.SocketStream(sock))
+    key = base64.b64encode(os.urandom(16)).decode()
+    await client.stream.send_all(
+        (
+            f"GET /ws?token={user_token(user)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    while (end := client.buf.find(b"\r\n\r\n")) < 0:
+        client.buf += await client.stream.receive_some(65536)
+    assert client.buf.startswith(b"HTTP/1.1 101"), bytes(client.buf[:end])
+    del client.buf[: end + 4]
     return client
 
 
-async def _read_all(client: Socket, timeout: float = 20) -> tuple[list[dict[str, Any]], int]:
+async def _read_all(client: Client, timeout: float = 20) -> tuple[list[dict[str, Any]], int]:
     """Every text frame until the server's close frame, and the close code."""
     frames: list[dict[str, Any]] = []
     with trio.fail_after(timeout):
         while True:
-            while (frame := client._next_frame()) is not None:
+            while (frame := next_frame(client.buf)) is not None:
                 opcode, payload = frame
                 if opcode == 8:
                     return frames, int.from_bytes(payload[:2], "big")
@@ -73,11 +93,11 @@ async def _read_all(client: Socket, timeout: float = 20) -> tuple[list[dict[str,
             client.buf += chunk
 
 
-async def _frames_until(client: Socket, kind: str, timeout: float = 20) -> list[dict[str, Any]]:
+async def _frames_until(client: Client, kind: str, timeout: float = 20) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
     with trio.fail_after(timeout):
         while True:
-            while (frame := client._next_frame()) is not None:
+            while (frame := next_frame(client.buf)) is not None:
                 opcode, payload = frame
                 if opcode in (9, 10):
                     continue  # hypercorn's keep-alive pings come between frames, whole
@@ -116,8 +136,7 @@ async def test_frames_behind_a_paused_reader_arrive_whole_and_in_order(
     assert [f["data"]["n"] for f in frames] == list(range(200))
     # The paused reader reads again: everything, in order, and the pong of a ping sent now
     # comes after the last of them (it queues behind them).
-    ping = b'{"type": "ping"}'
-    await paused.stream.send_all(bytes([0x81, 0x80 | len(ping)]) + b"\0\0\0\0" + ping)
+    await paused.stream.send_all(masked(0x1, b'{"type": "ping"}'))
     got = await _frames_until(paused, "pong")
     assert [f["data"]["n"] for f in got[:-1]] == list(range(200))
     assert all(f["data"]["text"] == "x" * 4000 for f in got[:-1])
