@@ -121,22 +121,26 @@ class Round:
 class Fleet:
     """Every socket, read by one epoll loop."""
 
-    def __init__(self, subscribers: list[Subscriber]) -> None:
-        self.by_fd = {sub.sock.fileno(): sub for sub in subscribers}
+    def __init__(self) -> None:
+        self.by_fd: dict[int, Subscriber] = {}
         self.epoll = select.epoll()
-        for fd in self.by_fd:
-            self.epoll.register(fd, select.EPOLLIN)
+
+    def add(self, sub: Subscriber) -> None:
+        fd = sub.sock.fileno()
+        self.by_fd[fd] = sub
+        self.epoll.register(fd, select.EPOLLIN)
 
     def __len__(self) -> int:
         return len(self.by_fd)
 
     def read(self, until: float, current: Round | None) -> None:
         """Read what arrives until `until`, or until `current` has every socket's frame."""
-        while current is None or current.waiting:
-            timeout = until - time.perf_counter()
-            if timeout <= 0:
+        while True:
+            timeout = max(0.0, until - time.perf_counter())
+            events = self.epoll.poll(timeout)
+            if not events and timeout == 0:
                 return
-            for fd, _ in self.epoll.poll(timeout):
+            for fd, _ in events:
                 sub = self.by_fd[fd]
                 chunk = sub.sock.recv(RECEIVE)
                 got_at = time.perf_counter()
@@ -145,6 +149,8 @@ class Fleet:
                 sub.buf += chunk
                 while (frame := next_frame(sub.buf)) is not None:
                     self._handle(sub, frame, got_at, current)
+            if current is not None and not current.waiting:
+                return
 
     @staticmethod
     def _handle(
@@ -152,7 +158,9 @@ class Fleet:
     ) -> None:
         opcode, payload = frame
         if opcode == 8:
-            raise ProtocolError(f"the service closed a socket: {payload[:2].hex()}")
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            reason = payload[2:].decode(errors="replace")
+            raise ProtocolError(f"the service closed a socket: code {code} {reason!r}")
         if opcode == 9:  # ping: answer with a masked pong carrying the same data
             sub.sock.send(masked(0xA, payload))
         elif (
@@ -215,8 +223,12 @@ class Poster:
 def run(args: argparse.Namespace, tokens: list[str], secret: str) -> dict[str, object]:
     host, port = args.host, args.port
     opened = time.perf_counter()
-    # One handshake at a time: the service is not the thing timed.
-    fleet = Fleet([Subscriber.open(host, port, token) for token in tokens])
+    fleet = Fleet()
+    for token in tokens:  # one handshake at a time: the service is not the thing timed
+        fleet.add(Subscriber.open(host, port, token))
+        # The sockets already open answer the service's pings meanwhile: a socket that
+        # answers none within AUZAP_HTTP_READ_TIMEOUT_S is closed.
+        fleet.read(0.0, None)
     open_s = time.perf_counter() - opened
     fleet.read(time.perf_counter() + 1.0, None)  # every snapshot frame in, before timing
     poster = Poster(host, port, secret)
