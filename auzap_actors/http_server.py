@@ -195,7 +195,9 @@ class _WithDirectSocket:
         sync_spawn: Callable[..., Any],
         call_soon: Callable[..., Any],
     ) -> None:
-        if scope["type"] == "websocket":
+        # HTTP/1.1 only: a WebSocket over HTTP/2 (RFC 8441) shares the connection with other
+        # streams inside HTTP/2 frames, where raw bytes must never go.
+        if scope["type"] == "websocket" and scope.get("http_version") == "1.1":
             # ASGI types extension values as dicts; this one is an object the handler knows.
             extensions: dict[str, Any] = {**(scope.get("extensions") or {})}
             extensions[DIRECT_SOCKET] = self._direct

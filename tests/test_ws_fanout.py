@@ -141,8 +141,9 @@ async def test_frames_behind_a_paused_reader_arrive_whole_and_in_order(
     assert [f["data"]["n"] for f in got[:-1]] == list(range(200))
     assert all(f["data"]["text"] == "x" * 4000 for f in got[:-1])
     assert hub.user_backlog(str(user)) == 0
-    # Written directly again once the backlog is gone.
+    # Written directly again once the backlog is gone: nothing queued, even for a moment.
     hub.publish_user(str(user), "message", {"n": 200})
+    assert hub.user_backlog(str(user)) == 0
     assert [f["data"]["n"] for f in await _frames_until(paused, "message")] == [200]
     await paused.stream.aclose()
     await brisk.stream.aclose()
