@@ -22,7 +22,7 @@ from typing import Any
 
 from ..web.auth import mint_user_token
 from .scenarios import say
-from .stack import running_stack
+from .stack import _tail, running_stack
 from .stats import summary
 
 
@@ -60,7 +60,10 @@ def fanout(options: FanoutOptions) -> dict[str, Any]:
             check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"the subscribers failed: {done.stderr.decode()[-3000:]}")
+            raise RuntimeError(
+                f"the subscribers failed: {done.stderr.decode()[-3000:]}\n"
+                f"the service's log ends: {_tail(stack.service_log)}"
+            )
         result: dict[str, Any] = json.loads(done.stdout)
     rounds = result["rounds"]
     for n, row in enumerate(rounds, 1):

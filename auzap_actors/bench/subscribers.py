@@ -1,8 +1,8 @@
 """The `fanout` client, run as its own process (`python -m auzap_actors.bench.subscribers`).
 
 It opens one browser socket (`GET /ws?token=`) per token read from stdin (a JSON list: tokens
-are secrets, so not on the command line), lets each socket's opening frames (the snapshot)
-arrive, then, round after round, alternates two requests on one keep-alive connection: a POST
+are secrets, so not on the command line), waits for each socket's snapshot before opening
+the next, then, round after round, alternates two requests on one keep-alive connection: a POST
 to the no-op route (its latency is the baseline), and a signed `messages.upsert` webhook
 carrying a new WhatsApp id, after which it times every socket's `org.message` frame carrying
 that id.  A socket counts once, and only for that exact frame (its type and the message's id);
@@ -39,6 +39,7 @@ from .loadgen import ProtocolError
 from .stats import percentile
 
 RECEIVE = 65536
+OPEN_TIMEOUT_S = 30.0  # a socket's handshake and snapshot
 FRAME_PREFIX = b'{"type":"org.message",'  # core.views.encode_frame's compact form
 
 
@@ -80,6 +81,14 @@ def _read_head(sock: socket.socket, buf: bytearray) -> bytes:
     return head
 
 
+def _check_open(frame: tuple[int, bytes]) -> None:
+    opcode, payload = frame
+    if opcode == 8:
+        code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+        reason = payload[2:].decode(errors="replace")
+        raise ProtocolError(f"the service closed a socket: code {code} {reason!r}")
+
+
 @dataclass
 class Subscriber:
     """One browser socket; `got` is the marker of the last frame it was timed for."""
@@ -90,7 +99,7 @@ class Subscriber:
 
     @classmethod
     def open(cls, host: str, port: int, token: str) -> Subscriber:
-        sock = socket.create_connection((host, port))
+        sock = socket.create_connection((host, port), timeout=OPEN_TIMEOUT_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(secrets.token_bytes(16)).decode()
         sock.sendall(
@@ -104,6 +113,19 @@ class Subscriber:
         status = _read_head(sock, sub.buf).split(b"\r\n", 1)[0]
         if b" 101 " not in status + b" ":
             raise ProtocolError(f"upgrade refused: {status.decode(errors='replace')}")
+        # Open only once the snapshot is in: the next socket's snapshot query then does not
+        # pile up behind this one's (a thousand at once exhaust the service's pool).
+        while True:
+            frame = next_frame(sub.buf)
+            if frame is None:
+                chunk = sock.recv(RECEIVE)
+                if not chunk:
+                    raise ProtocolError("closed before the snapshot")
+                sub.buf += chunk
+                continue
+            _check_open(frame)
+            if frame[0] == 1 and frame[1].startswith(b'{"type":"snapshot"'):
+                break
         sock.setblocking(False)
         return sub
 
@@ -157,10 +179,7 @@ class Fleet:
         sub: Subscriber, frame: tuple[int, bytes], got_at: float, current: Round | None
     ) -> None:
         opcode, payload = frame
-        if opcode == 8:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-            reason = payload[2:].decode(errors="replace")
-            raise ProtocolError(f"the service closed a socket: code {code} {reason!r}")
+        _check_open(frame)
         if opcode == 9:  # ping: answer with a masked pong carrying the same data
             sub.sock.send(masked(0xA, payload))
         elif (

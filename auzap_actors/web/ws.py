@@ -28,7 +28,16 @@ from urllib.parse import urlsplit
 import trio
 from quart import Blueprint, Response, websocket
 
-from ..actors.facade import DirectWriter, Frame, SocketsFull, Subscription, text_frame
+from ..actors.facade import (
+    Actors,
+    DatabaseUnavailable,
+    DirectWriter,
+    Frame,
+    SocketsFull,
+    Subscription,
+    UserRef,
+    text_frame,
+)
 from ..core.views import encode_frame, instance_view
 from .auth import AuthError
 from .context import WebContext, context, user_tokens
@@ -78,18 +87,13 @@ async def browser_socket() -> Response | None:
         except SocketsFull as exc:
             return _reject(503, "too_many_sockets", f"{exc} Retry shortly.", {"Retry-After": "5"})
         await websocket.accept()
-        snapshot = await actors.find_user_instance(user)
-        view = instance_view(snapshot, actors.now()) if snapshot else None
-        await websocket.send(encode_frame("snapshot", view))
-        if actors.max_instances_per_user > 1:
-            # The snapshot stays the primary's InstanceView; a user with several instances
-            # also gets all of them (each with its label), the primary first.
-            now = actors.now()
-            listed = [
-                {**instance_view(snap, now), "label": label}
-                for snap, label in await actors.user_instances(user)
-            ]
-            await websocket.send(encode_frame("instances", listed))
+        try:
+            await _send_opening(actors, user)
+        except DatabaseUnavailable:
+            # Upgraded already, so no 503: the browser reconnects on 1013 as for a socket cut
+            # off, and gets its snapshot then (a burst of reconnections can exhaust the pool).
+            await websocket.close(CLOSE_TRY_AGAIN, "database unavailable, reconnect")
+            return None
 
         async def read_client() -> None:
             while True:
@@ -136,6 +140,22 @@ async def browser_socket() -> Response | None:
         else:
             await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
     return None
+
+
+async def _send_opening(actors: Actors, user: UserRef) -> None:
+    """The socket's first frames: the snapshot, and with several instances per user, all."""
+    snapshot = await actors.find_user_instance(user)
+    view = instance_view(snapshot, actors.now()) if snapshot else None
+    await websocket.send(encode_frame("snapshot", view))
+    if actors.max_instances_per_user > 1:
+        # The snapshot stays the primary's InstanceView; a user with several instances
+        # also gets all of them (each with its label), the primary first.
+        now = actors.now()
+        listed = [
+            {**instance_view(snap, now), "label": label}
+            for snap, label in await actors.user_instances(user)
+        ]
+        await websocket.send(encode_frame("instances", listed))
 
 
 async def _write_queued(sub: Subscription, direct: DirectWriter) -> None:
