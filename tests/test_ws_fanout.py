@@ -1,7 +1,8 @@
 """The hub's direct writes to browser sockets (actors/hub.py, http_server.DirectSocket): the
 wire form of a frame, frames reaching a socket whole and in order whether written directly or
 queued behind a slow reader (partial writes, batches), and a reader that falls too far behind
-cut off with 1013 after the frames it could still take."""
+cut off with 1013 after the frames it could still take, as is a socket whose snapshot the
+database cannot give."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from auzap_actors.bench.subscribers import masked, next_frame
 from auzap_actors.serve import Running
 
 from .conftest import ServiceRunner
+from .faultdb import FaultPostgres, fault_db_fixture, fault_postgres_fixture  # noqa: F401
 from .helpers import user_token
 
 
@@ -166,3 +169,26 @@ async def test_a_reader_too_far_behind_gets_its_frames_in_order_then_1013(
     assert numbers == list(range(len(numbers))), "a gap or a repeat before the cut"
     assert 256 <= len(numbers) < 600
     await client.stream.aclose()
+
+
+async def test_a_snapshot_the_database_cannot_give_closes_with_1013(
+    fault_postgres: FaultPostgres, fault_db: str, tmp_path: Path
+) -> None:
+    async with trio.open_nursery() as nursery:
+        runner = ServiceRunner(nursery, fault_db, tmp_path)
+        service = await runner.start(AUZAP_DB_ACQUIRE_TIMEOUT_S="1")
+        await trio.to_thread.run_sync(fault_postgres.stop)
+        try:
+            # The token needs no database: the upgrade is accepted, the snapshot fails.
+            client = await _slow_socket(service, uuid.uuid4())
+            frames, code = await _read_all(client)
+            assert (frames, code) == ([], 1013)
+            await client.stream.aclose()
+        finally:
+            await trio.to_thread.run_sync(fault_postgres.start)
+        # The browser's reconnection gets its snapshot once the database is back.
+        client = await _slow_socket(service, uuid.uuid4())
+        assert (await _frames_until(client, "snapshot", timeout=30))[-1]["data"] is None
+        await client.stream.aclose()
+        await runner.stop()
+        nursery.cancel_scope.cancel()
