@@ -38,7 +38,7 @@ from ..store.export import export_lines
 from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
-from .hub import Hub, SocketsFull, Subscription
+from .hub import DirectWriter, Frame, Hub, SocketsFull, Subscription, text_frame
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
 from .messages import (
     ChangeSettings,
@@ -62,12 +62,15 @@ __all__ = [
     "AutoReplyUnavailable",
     "CallTimeout",
     "DatabaseUnavailable",
+    "DirectWriter",
     "EventRejected",
+    "Frame",
     "InstanceLimitReached",
     "IntakeUnavailable",
     "MailboxFull",
     "NotConnected",
     "SocketsFull",
+    "Subscription",
     "UnknownActor",
     "UnknownInstance",
     "UserRef",
@@ -75,6 +78,7 @@ __all__ = [
     "new_request_id",
     "sane_request_id",
     "set_correlation",
+    "text_frame",
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..web.auth import mint_user_token
 from .scenarios import say
-from .stack import running_stack
+from .stack import _tail, running_stack
 from .stats import summary
 
 
@@ -60,7 +60,10 @@ def fanout(options: FanoutOptions) -> dict[str, Any]:
             check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"the subscribers failed: {done.stderr.decode()[-3000:]}")
+            raise RuntimeError(
+                f"the subscribers failed: {done.stderr.decode()[-3000:]}\n"
+                f"the service's log ends: {_tail(stack.service_log)}"
+            )
         result: dict[str, Any] = json.loads(done.stdout)
     rounds = result["rounds"]
     for n, row in enumerate(rounds, 1):
@@ -84,6 +87,8 @@ def fanout(options: FanoutOptions) -> dict[str, Any]:
         "frame_p50_ms": figure("frame_p50_ms"),
         "frame_p99_ms": figure("frame_p99_ms"),
         "frame_max_ms": figure("frame_max_ms"),
+        "first_frame_p50_ms": figure("first_frame_p50_ms"),
+        "first_frame_p99_ms": figure("first_frame_p99_ms"),
         "noop_p50_ms": figure("noop_p50_ms"),
         "noop_p99_ms": figure("noop_p99_ms"),
         "webhook_ack_p50_ms": figure("webhook_ack_p50_ms"),
@@ -104,6 +109,8 @@ def render(report: dict[str, Any]) -> list[str]:
         f" median (min-max) over rounds; {report['missing_frames']} frames missing",
         f"webhook-to-frame p50 {s('frame_p50_ms')} ms, p99 {s('frame_p99_ms')} ms,"
         f" max {s('frame_max_ms')} ms",
+        f"first socket's frame (the apply path) p50 {s('first_frame_p50_ms')} ms,"
+        f" p99 {s('first_frame_p99_ms')} ms",
         f"no-op request p50 {s('noop_p50_ms')} ms, p99 {s('noop_p99_ms')} ms;"
         f" webhook acknowledged p50 {s('webhook_ack_p50_ms')} ms",
         f"p99 ratio (frame / no-op) {report['p99_ratio']:.3g}"
