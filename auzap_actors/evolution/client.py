@@ -9,6 +9,7 @@ is never logged or put into an exception.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -30,6 +31,7 @@ from .errors import (
     error_for_status,
     outcome_of,
 )
+from .lanes import Lanes, NoLaneFree
 from .retry import RetryPolicy, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
 
@@ -53,9 +55,8 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 log = logging.getLogger(__name__)
 
 INTEGRATION = "WHATSAPP-BAILEYS"
-# Evolution requests in flight at once per client, each on a kept-alive connection.  Few:
-# httpcore's pool walks its connections once per connection on every request it assigns
-# (O(connections^2)); 32 in flight still carry ~600 calls/s at 50 ms per call.
+# Evolution requests in flight at once per client, each on its own lane (one kept-alive
+# connection, lanes.py); 32 in flight carry ~600 calls/s at 50 ms per call.
 MAX_IN_FLIGHT = 32
 
 # Told of every call once it ended (its retries included): the instance it was about (None for
@@ -88,6 +89,7 @@ class EvolutionClient:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         observer: CallObserver | None = None,
+        queue_wait_s: float = 120.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.observer = observer
@@ -96,26 +98,31 @@ class EvolutionClient:
         self.breaker = (
             CircuitBreaker(self.base_url, BreakerConfig()) if breaker is None else breaker
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"apikey": api_key},
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
-            ),
-            transport=transport,
-        )
-        # Requests wait for a connection here, not in httpcore's pool: its queue is scanned
-        # whole for every request it assigns (O(queue x connections), encode/httpcore#1035),
-        # which took ~99 % of the service's CPU with thousands of actors booting at once
-        # (`auzap-actors bench health`).  A trio limiter's queue costs O(1) per request.
-        self._slots = trio.CapacityLimiter(MAX_IN_FLIGHT)
+        self.queue_wait_s = queue_wait_s
+        headers = {"apikey": api_key}
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
+
+        def lane(tls: ssl.SSLContext | None) -> httpx.AsyncClient:
+            return httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=headers,
+                timeout=http_timeout,
+                limits=limits,
+                transport=transport,
+                verify=tls if tls is not None else True,
+            )
+
+        # Requests wait for a lane (one kept-alive connection each) in a trio limiter, not in
+        # httpcore's pool (see lanes.py: its per-request scans were most of the CPU of the
+        # health checks).
+        self._lanes = Lanes(MAX_IN_FLIGHT, lane)
 
     def __repr__(self) -> str:
         return f"EvolutionClient({self.base_url!r})"
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._lanes.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -188,7 +195,44 @@ class EvolutionClient:
         :class:`EvolutionCircuitOpen` (nothing sent) while the breaker is open.
         Cancellation propagates at once, between attempts too; a cancelled
         half-open probe frees the breaker's probe slot.
+
+        The first attempt is sent outside stamina: building its retry context costs more
+        CPU than a health check's whole request (`bench health`), and most calls need one
+        attempt.  A first failure worth retrying enters the retry loop, which replays it as
+        its own first attempt, so the waits and the attempts are stamina's as before.
         """
+        tally[0] = 1
+        probe = self.breaker.allow(method=method, path=path)
+        try:
+            body, tally[1] = await self._send(method, path, json=json, params=params)
+        except EvolutionUnavailable as exc:
+            if probe or self.retry.attempts < 2 or not should_retry(exc, idempotent=idempotent):
+                self.breaker.record_failure()
+                raise
+            first: EvolutionError = exc
+        except EvolutionError:
+            self.breaker.record_success()
+            raise
+        except BaseException:
+            if probe:
+                self.breaker.record_abandoned()
+            raise
+        else:
+            self.breaker.record_success()
+            return body
+        return await self._retry_loop(method, path, json, params, idempotent, tally, first)
+
+    async def _retry_loop(
+        self,
+        method: str,
+        path: str,
+        json: Any,
+        params: dict[str, str] | None,
+        idempotent: bool,
+        tally: list[int],
+        first: EvolutionError,
+    ) -> Any:
+        """The attempts after a first one (not a probe) that failed with ``first``."""
         policy = self.retry
         body: Any = None
         last: EvolutionError | None = None
@@ -207,16 +251,18 @@ class EvolutionClient:
             ):
                 with attempt:
                     tally[0] = attempt.num
-                    if last is not None:
-                        # str(last) names method, path and Evolution's message, never the key.
-                        log.warning(
-                            "evolution %s %s: attempt %d of %d after: %s",
-                            method,
-                            path,
-                            attempt.num,
-                            policy.attempts,
-                            last,
-                        )
+                    if attempt.num == 1:
+                        last = first
+                        raise first  # already sent, and failed: replayed, not sent again
+                    # str(last) names method, path and Evolution's message, never the key.
+                    log.warning(
+                        "evolution %s %s: attempt %d of %d after: %s",
+                        method,
+                        path,
+                        attempt.num,
+                        policy.attempts,
+                        last,
+                    )
                     if not probe:
                         # Every attempt asks: a circuit that opened meanwhile ends the retries.
                         probe = self.breaker.allow(method=method, path=path)
@@ -250,10 +296,18 @@ class EvolutionClient:
         """One attempt: Evolution's decoded answer and its HTTP status."""
         log.debug("evolution %s %s", method, path)
         try:
-            # httpx timeouts are per phase; fail_after bounds the whole exchange.
-            with trio.fail_after(self._timeout):
-                async with self._slots:  # the wait for a slot counts in the timeout
-                    response = await self._http.request(method, path, json=json, params=params)
+            response = await self._lanes.request(
+                method,
+                path,
+                json=json,
+                params=params,
+                wait_s=self.queue_wait_s,
+                timeout_s=self._timeout,
+            )
+        except NoLaneFree as exc:
+            raise EvolutionUnavailable(
+                [], status=None, method=method, path=path, reason=str(exc), request_sent=False
+            ) from exc
         except trio.TooSlowError as exc:
             raise EvolutionUnavailable(
                 [],
