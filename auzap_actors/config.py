@@ -101,6 +101,7 @@ class Settings:
     http_read_timeout_s: float = 60.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
+    boot_evolution_concurrency: int = 16
     # Retention (store/retention.py): days after which settled inbox rows, orphans and waiting
     # patches are deleted; rows settled as failed are kept longer for operators.
     inbox_retention_days: int = 7
@@ -392,6 +393,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ai_typing_ms=_int(env, "AUZAP_AI_TYPING_MS", 1000, 0, 20000),
         boot_concurrency=_int(env, "AUZAP_BOOT_CONCURRENCY", 8, 1, 1000),
         connect_concurrency=_int(env, "AUZAP_CONNECT_CONCURRENCY", 8, 1, 1000),
+        boot_evolution_concurrency=_int(env, "AUZAP_BOOT_EVOLUTION_CONCURRENCY", 16, 1, 1000),
         webhook_max_bytes=_int(
             env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
         ),

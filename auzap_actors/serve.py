@@ -262,6 +262,7 @@ async def _run_root(
                 auto_reconnect=settings.auto_reconnect,
             ),
             connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
+            boot_gate=trio.CapacityLimiter(settings.boot_evolution_concurrency),
             metrics=metrics,
             name_frames=settings.max_instances_per_user > 1,
             auto_reply=AutoReplyConfig(

@@ -90,6 +90,7 @@ class EvolutionClient:
         breaker: CircuitBreaker | None = None,
         observer: CallObserver | None = None,
         queue_wait_s: float = 120.0,
+        lanes: int = MAX_IN_FLIGHT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.observer = observer
@@ -116,7 +117,7 @@ class EvolutionClient:
         # Requests wait for a lane (one kept-alive connection each) in a trio limiter, not in
         # httpcore's pool (see lanes.py: its per-request scans were most of the CPU of the
         # health checks).
-        self._lanes = Lanes(MAX_IN_FLIGHT, lane)
+        self._lanes = Lanes(lanes, lane)
 
     def __repr__(self) -> str:
         return f"EvolutionClient({self.base_url!r})"
