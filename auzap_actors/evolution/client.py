@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass
 
 import httpx
 import stamina
@@ -31,9 +32,10 @@ from .errors import (
     error_for_status,
     outcome_of,
 )
-from .lanes import Lanes, NoLaneFree
+from .lanes import Lane, Lanes, NoLaneFree, Reply
 from .retry import RetryPolicy, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
+from .wire import Wire
 
 __all__ = [
     "BreakerConfig",
@@ -62,6 +64,16 @@ MAX_IN_FLIGHT = 32
 # Told of every call once it ended (its retries included): the instance it was about (None for
 # calls about no instance) and what happened.  The service's metrics and per-instance journal.
 CallObserver = Callable[[str | None, EvolutionCall], None]
+
+
+def _proxied(base_url: str) -> bool:
+    """Whether the environment sends requests to this URL through a proxy (HTTP_PROXY and
+    the like, which httpx honours; the lean wire does not speak to proxies)."""
+    url = urlsplit(base_url)
+    proxies = getproxies_environment()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass(url.hostname or "")
 
 
 def _seg(name: str) -> str:
@@ -104,7 +116,11 @@ class EvolutionClient:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
 
-        def lane(tls: ssl.SSLContext | None) -> httpx.AsyncClient:
+        lean = transport is None and not _proxied(self.base_url)
+
+        def lane(tls: ssl.SSLContext | None) -> Lane:
+            if lean:
+                return Wire(self.base_url, headers, connect_timeout=connect_timeout, tls=tls)
             return httpx.AsyncClient(
                 base_url=self.base_url,
                 headers=headers,
@@ -329,7 +345,7 @@ class EvolutionClient:
         return self._decode(method, path, response), response.status_code
 
     @staticmethod
-    def _decode(method: str, path: str, response: httpx.Response) -> Any:
+    def _decode(method: str, path: str, response: Reply) -> Any:
         try:
             body: Any = response.json() if response.content else None
             valid_json = True

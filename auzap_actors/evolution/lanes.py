@@ -1,5 +1,5 @@
-"""The Evolution client's connections: a few lanes, each one httpx client holding one
-kept-alive connection, lent to one request at a time.
+"""The Evolution client's connections: a few lanes, each holding one kept-alive connection
+(`wire.Wire`, or an httpx client of one connection), lent to one request at a time.
 
 Why not one httpx client with a pool of N connections: httpcore's pool, on every request it
 assigns, walks every connection it holds and asks each whether it expired (a `poll` system
@@ -18,10 +18,31 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import trio
+
+
+class Lane(Protocol):
+    """One connection's worth of requests: `wire.Wire`, or an httpx client of one connection
+    (a mock transport in tests, a proxy from the environment)."""
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
+    ) -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Reply(Protocol):
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def content(self) -> bytes: ...
+    def json(self) -> Any: ...
 
 
 class NoLaneFree(Exception):
@@ -29,14 +50,14 @@ class NoLaneFree(Exception):
 
 
 class Lanes:
-    def __init__(self, count: int, make: Callable[[ssl.SSLContext | None], httpx.AsyncClient]):
+    def __init__(self, count: int, make: Callable[[ssl.SSLContext | None], Lane]):
         if count < 1:
             raise ValueError(f"count must be >= 1, not {count}")
         self.count = count
         self._make = make
         self._ssl: ssl.SSLContext | None = None
-        self._free: list[httpx.AsyncClient] = []
-        self._all: list[httpx.AsyncClient] = []
+        self._free: list[Lane] = []
+        self._all: list[Lane] = []
         self._limiter = trio.CapacityLimiter(count)
 
     def __repr__(self) -> str:
@@ -50,7 +71,7 @@ class Lanes:
     def busy(self) -> int:
         return self._limiter.borrowed_tokens
 
-    def _take(self) -> httpx.AsyncClient:
+    def _take(self) -> Lane:
         if self._free:
             return self._free.pop()
         # Lanes open on demand (a client of few calls never opens 32); they share one TLS
@@ -70,7 +91,7 @@ class Lanes:
         params: dict[str, str] | None,
         wait_s: float,
         timeout_s: float,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Raises NoLaneFree after ``wait_s`` without a lane, trio.TooSlowError when the
         exchange itself takes longer than ``timeout_s``, httpx's transport errors."""
         with trio.move_on_after(wait_s) as waited:
