@@ -79,6 +79,10 @@ async def observe(deps: ActorDeps, name: str, check: RunCheck) -> Observed:
     reason code) for a full check.  A boot's check (boot, reconcile) waits its turn at the
     node's boot gate; a periodic one does not."""
     if check.purpose == "periodic":
+        if check.shared and deps.census is not None:
+            # Only an `open` is taken from the census; anything else is looked at alone.
+            if await deps.census.status(name) == "open":
+                return Observed(check.purpose, "open")
         return await _observe(deps, name, check)
     async with deps.boot_gate:
         return await _observe(deps, name, check)

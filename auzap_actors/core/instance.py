@@ -275,7 +275,11 @@ class _Step:
     def _check_next(self, purpose: CheckPurpose) -> None:
         due = self.snap.full_check_in
         self.snap = replace(self.snap, full_check_in=FULL_CHECK_EVERY - 1 if due <= 0 else due - 1)
-        self.calls.append(RunCheck(purpose, full=due <= 0))
+        health = self.snap.health
+        # A healthy instance's periodic check may be answered by the node's census (one
+        # fetchInstances for all); a failing one, a reconnect's judge or a boot look alone.
+        shared = purpose == "periodic" and health.status == "healthy" and not health.reconnecting
+        self.calls.append(RunCheck(purpose, full=due <= 0, shared=shared))
 
     def _observed(self, seen: Observed) -> None:
         if seen.purpose == "reconcile":

@@ -189,10 +189,12 @@ class SyncWebhook:
 @dataclass(frozen=True, slots=True)
 class RunCheck:
     """Ask Evolution for the instance's state (``full``: through fetchInstances); answered
-    with ``Observed``."""
+    with ``Observed``.  ``shared``: an `open` in the node's census of every instance
+    (evolution/census.py) may answer it; anything else is asked for this instance alone."""
 
     purpose: CheckPurpose
     full: bool
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)
