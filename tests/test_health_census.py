@@ -15,7 +15,7 @@ from auzap_actors.actors import evolution_side
 from auzap_actors.actors.deps import ActorDeps
 from auzap_actors.actors.hub import Hub
 from auzap_actors.core.health import HealthPolicy, HealthState
-from auzap_actors.core.instance import RunCheck, Tick, step
+from auzap_actors.core.instance import Boot, RunCheck, Tick, step
 from auzap_actors.core.state import InstanceState, Status
 from auzap_actors.core.views import InstanceSnapshot
 from auzap_actors.evolution import EvolutionClient, WebhookConfig
@@ -173,13 +173,17 @@ def test_the_step_shares_only_periodic_checks_of_healthy_instances() -> None:
         full_check_in=3,
     )
 
-    def check(snap: InstanceSnapshot) -> RunCheck:
-        _, effects = step(snap, Tick(), 1000.0, policy, 0.5)
+    def check(snap: InstanceSnapshot, item: Tick | Boot | None = None) -> RunCheck:
+        _, effects = step(snap, item or Tick(), 1000.0, policy, 0.5)
         found = [e for e in effects if isinstance(e, RunCheck)]
         assert len(found) == 1
         return found[0]
 
     assert check(healthy).shared
+    # A boot's look too, whatever the health loaded (an open is all it takes from a census).
+    failing = HealthState(status="unhealthy", consecutive_failures=2)
+    booting = InstanceSnapshot("user_x", "u1", "o1", health=failing, in_evolution=True)
+    assert check(booting, Boot()).shared
     for health in (
         HealthState(status="unhealthy", consecutive_failures=1),
         HealthState(status="healthy", reconnecting=True),

@@ -76,13 +76,14 @@ async def sync_webhook(deps: ActorDeps, name: str) -> bool:
 
 async def observe(deps: ActorDeps, name: str, check: RunCheck) -> Observed:
     """One look at Evolution: connectionState, or fetchInstances (which knows a logout's
-    reason code) for a full check.  A boot's check (boot, reconcile) waits its turn at the
-    node's boot gate; a periodic one does not."""
+    reason code) for a full check; or the node's census, when the step allows it and the
+    census says open.  A boot's check (boot, reconcile) waits its turn at the node's boot
+    gate; a periodic one does not."""
+    if check.shared and deps.census is not None:
+        # Only an `open` is taken from the census; anything else is looked at alone.
+        if await deps.census.status(name) == "open":
+            return Observed(check.purpose, "open")
     if check.purpose == "periodic":
-        if check.shared and deps.census is not None:
-            # Only an `open` is taken from the census; anything else is looked at alone.
-            if await deps.census.status(name) == "open":
-                return Observed(check.purpose, "open")
         return await _observe(deps, name, check)
     async with deps.boot_gate:
         return await _observe(deps, name, check)

@@ -276,9 +276,12 @@ class _Step:
         due = self.snap.full_check_in
         self.snap = replace(self.snap, full_check_in=FULL_CHECK_EVERY - 1 if due <= 0 else due - 1)
         health = self.snap.health
-        # A healthy instance's periodic check may be answered by the node's census (one
-        # fetchInstances for all); a failing one, a reconnect's judge or a boot look alone.
-        shared = purpose == "periodic" and health.status == "healthy" and not health.reconnecting
+        # The node's census (one fetchInstances for all; only an `open` is taken from it) may
+        # answer a boot's look and a healthy instance's periodic check; a failing instance or
+        # a reconnect's judge is looked at alone.
+        shared = not health.reconnecting and (
+            purpose == "boot" or (purpose == "periodic" and health.status == "healthy")
+        )
         self.calls.append(RunCheck(purpose, full=due <= 0, shared=shared))
 
     def _observed(self, seen: Observed) -> None:
