@@ -15,7 +15,7 @@ from auzap_actors.actors import evolution_side
 from auzap_actors.actors.deps import ActorDeps
 from auzap_actors.actors.hub import Hub
 from auzap_actors.core.health import HealthPolicy, HealthState
-from auzap_actors.core.instance import Boot, RunCheck, Tick, step
+from auzap_actors.core.instance import Boot, Observed, Persist, RunCheck, Tick, step
 from auzap_actors.core.state import InstanceState, Status
 from auzap_actors.core.views import InstanceSnapshot
 from auzap_actors.evolution import EvolutionClient, WebhookConfig
@@ -191,3 +191,24 @@ def test_the_step_shares_only_periodic_checks_of_healthy_instances() -> None:
         assert not check(
             InstanceSnapshot("user_x", "u1", "o1", health=health, in_evolution=True)
         ).shared
+
+
+def test_an_unchanged_check_writes_nothing_a_changed_one_is_written_first() -> None:
+    """Health is persisted when a reader needs the change (status, failures), not for a new
+    `last_check_at`: 10,000 healthy instances' checks write no row."""
+    policy = HealthPolicy(interval_s=60)
+    snap = InstanceSnapshot(
+        "user_x",
+        "u1",
+        "o1",
+        state=InstanceState(Status.OPEN, phone_number="5511999999999"),
+        health=HealthState(status="healthy", healthy_since=0.0, last_check_at=900.0),
+        in_evolution=True,
+        full_check_in=3,
+    )
+    same, effects = step(snap, Observed("periodic", "open"), 1000.0, policy, 0.5)
+    assert Persist() not in effects
+    assert same.health.last_check_at == 1000.0  # kept in memory for the views
+    failed, effects = step(same, Observed("periodic", "connecting"), 1060.0, policy, 0.5)
+    assert effects[0] == Persist()
+    assert (failed.health.status, failed.health.consecutive_failures) == ("unhealthy", 1)
