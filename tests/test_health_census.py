@@ -5,6 +5,7 @@ and which checks the core step lets it answer."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -182,15 +183,17 @@ def test_the_step_shares_only_periodic_checks_of_healthy_instances() -> None:
     assert check(healthy).shared
     # A boot's look too, whatever the health loaded (an open is all it takes from a census).
     failing = HealthState(status="unhealthy", consecutive_failures=2)
-    booting = InstanceSnapshot("user_x", "u1", "o1", health=failing, in_evolution=True)
-    assert check(booting, Boot()).shared
+    assert check(replace(healthy, health=failing), Boot()).shared
     for health in (
         HealthState(status="unhealthy", consecutive_failures=1),
         HealthState(status="healthy", reconnecting=True),
     ):
-        assert not check(
-            InstanceSnapshot("user_x", "u1", "o1", health=health, in_evolution=True)
-        ).shared
+        assert not check(replace(healthy, health=health)).shared
+    # A webhook said the connection dropped: a census (maybe older than that news) must not
+    # answer, for a periodic check nor at boot.
+    dropped = replace(healthy, state=InstanceState(Status.CONNECTING))
+    assert not check(dropped).shared
+    assert not check(dropped, Boot()).shared
 
 
 def test_an_unchanged_check_writes_nothing_a_changed_one_is_written_first() -> None:
