@@ -14,28 +14,31 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass
+from urllib.parse import quote
 
 import httpx
-import stamina
 import trio
 
 from ..observability.journal import EvolutionCall
-from .answers import parse_connect, parse_instance_row, parse_qr, parse_webhook, webhook_body
+from .answers import (
+    decode_answer,
+    parse_connect,
+    parse_instance_row,
+    parse_qr,
+    parse_webhook,
+    webhook_body,
+)
 from .breaker import BreakerConfig, CircuitBreaker
 from .errors import (
-    EvolutionCircuitOpen,
     EvolutionError,
     EvolutionServerError,
     EvolutionUnavailable,
-    error_for_status,
     outcome_of,
 )
-from .lanes import Lane, Lanes, NoLaneFree, Reply
-from .retry import RetryPolicy, should_retry
+from .lanes import Lane, Lanes, NoLaneFree
+from .retry import RetryPolicy, retry_after, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
-from .wire import Wire
+from .wire import Wire, proxied
 
 __all__ = [
     "BreakerConfig",
@@ -64,16 +67,6 @@ MAX_IN_FLIGHT = 32
 # Told of every call once it ended (its retries included): the instance it was about (None for
 # calls about no instance) and what happened.  The service's metrics and per-instance journal.
 CallObserver = Callable[[str | None, EvolutionCall], None]
-
-
-def _proxied(base_url: str) -> bool:
-    """Whether the environment sends requests to this URL through a proxy (HTTP_PROXY and
-    the like, which httpx honours; the lean wire does not speak to proxies)."""
-    url = urlsplit(base_url)
-    proxies = getproxies_environment()
-    if not (proxies.get(url.scheme) or proxies.get("all")):
-        return False
-    return not proxy_bypass(url.hostname or "")
 
 
 def _seg(name: str) -> str:
@@ -116,7 +109,7 @@ class EvolutionClient:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
 
-        lean = transport is None and not _proxied(self.base_url)
+        lean = transport is None and not proxied(self.base_url)
 
         def lane(tls: ssl.SSLContext | None) -> Lane:
             if lean:
@@ -237,75 +230,13 @@ class EvolutionClient:
         else:
             self.breaker.record_success()
             return body
-        return await self._retry_loop(method, path, json, params, idempotent, tally, first)
 
-    async def _retry_loop(
-        self,
-        method: str,
-        path: str,
-        json: Any,
-        params: dict[str, str] | None,
-        idempotent: bool,
-        tally: list[int],
-        first: EvolutionError,
-    ) -> Any:
-        """The attempts after a first one (not a probe) that failed with ``first``."""
-        policy = self.retry
-        body: Any = None
-        last: EvolutionError | None = None
-        probe = False
-        try:
-            async for attempt in stamina.retry_context(
-                # The half-open probe is one request: if it fails the circuit reopens now,
-                # rather than after the probe's own retries.  (Late binding is the point:
-                # the predicate must see whether this attempt was the probe.)
-                on=lambda exc: not probe and should_retry(exc, idempotent=idempotent),  # noqa: B023
-                attempts=policy.attempts,
-                timeout=None,  # attempts bound the loop; each attempt has its own timeout
-                wait_initial=policy.initial_s,
-                wait_max=policy.max_s,
-                wait_exp_base=2,
-            ):
-                with attempt:
-                    tally[0] = attempt.num
-                    if attempt.num == 1:
-                        last = first
-                        raise first  # already sent, and failed: replayed, not sent again
-                    # str(last) names method, path and Evolution's message, never the key.
-                    log.warning(
-                        "evolution %s %s: attempt %d of %d after: %s",
-                        method,
-                        path,
-                        attempt.num,
-                        policy.attempts,
-                        last,
-                    )
-                    if not probe:
-                        # Every attempt asks: a circuit that opened meanwhile ends the retries.
-                        probe = self.breaker.allow(method=method, path=path)
-                    try:
-                        body, tally[1] = await self._send(method, path, json=json, params=params)
-                    except EvolutionError as exc:
-                        last = exc
-                        raise
-        except EvolutionCircuitOpen:
-            raise
-        except EvolutionUnavailable:
-            # The breaker judges calls, not attempts: a call saved by a retry proves
-            # Evolution reachable, so a flaky server does not trip it; one that failed after
-            # all its attempts counts once.
-            self.breaker.record_failure()
-            raise
-        except EvolutionError:
-            # Any other answer (4xx, 500, a 200 quirk) came from a live server.
-            self.breaker.record_success()
-            raise
-        except BaseException:
-            if probe:
-                self.breaker.record_abandoned()
-            raise
-        self.breaker.record_success()
-        return body
+        async def send() -> tuple[Any, int]:
+            return await self._send(method, path, json=json, params=params)
+
+        return await retry_after(
+            first, send, self.retry, self.breaker, method, path, idempotent, tally, log
+        )
 
     async def _send(
         self, method: str, path: str, *, json: Any, params: dict[str, str] | None
@@ -342,38 +273,7 @@ class EvolutionClient:
                 reason=f"{type(exc).__name__}: {exc}",
                 request_sent=not isinstance(exc, _NOT_SENT),
             ) from exc
-        return self._decode(method, path, response), response.status_code
-
-    @staticmethod
-    def _decode(method: str, path: str, response: Reply) -> Any:
-        try:
-            body: Any = response.json() if response.content else None
-            valid_json = True
-        except ValueError:
-            body, valid_json = None, False
-        if response.status_code >= 400:
-            raise error_for_status(
-                response.status_code, body, method=method, path=path, reason=response.reason_phrase
-            )
-        if not valid_json:
-            raise EvolutionServerError(
-                [],
-                status=response.status_code,
-                method=method,
-                path=path,
-                reason="answer is not JSON",
-            )
-        if isinstance(body, dict) and body.get("error") is True:
-            # connect/restart report failures as HTTP 200 {error: true, message} (§2.1).
-            message = body.get("message")
-            raise EvolutionServerError(
-                [str(message)] if message is not None else [],
-                status=response.status_code,
-                method=method,
-                path=path,
-                reason="error reported in a 200 answer",
-            )
-        return body
+        return decode_answer(method, path, response), response.status_code
 
     @staticmethod
     def _expect_dict(body: Any, method: str, path: str) -> dict[str, Any]:

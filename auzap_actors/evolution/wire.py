@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass
 
 import h11
 import httpx
@@ -41,6 +42,16 @@ class Answer:
 
     def json(self) -> Any:
         return jsonlib.loads(self.content)
+
+
+def proxied(base_url: str) -> bool:
+    """Whether the environment sends requests to this URL through a proxy (HTTP_PROXY and
+    the like, which httpx honours; the lean wire does not speak to proxies)."""
+    url = urlsplit(base_url)
+    proxies = getproxies_environment()
+    if not (proxies.get(url.scheme) or proxies.get("all")):
+        return False
+    return not proxy_bypass(url.hostname or "")
 
 
 def _phrase(status: int) -> str:
