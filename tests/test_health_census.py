@@ -145,7 +145,7 @@ async def test_only_an_open_is_taken_from_the_census(sim: tuple[str, httpx.Async
         )
         shared = RunCheck("periodic", full=False, shared=True)
         seen = await evolution_side.observe(deps, OPEN[0], shared)
-        assert (seen.connection_state, seen.unreachable) == ("open", None)
+        assert (seen.connection_state, seen.unreachable, seen.census) == ("open", None, True)
         await sim_post_ok(
             control, f"/_sim/instances/{OPEN[1]}/disconnect", {"code": 428, "auto_reconnect": False}
         )

@@ -82,7 +82,7 @@ async def observe(deps: ActorDeps, name: str, check: RunCheck) -> Observed:
     if check.shared and deps.census is not None:
         # Only an `open` is taken from the census; anything else is looked at alone.
         if await deps.census.status(name) == "open":
-            return Observed(check.purpose, "open")
+            return Observed(check.purpose, "open", census=True)
     if check.purpose == "periodic":
         return await _observe(deps, name, check)
     async with deps.boot_gate:
