@@ -63,6 +63,7 @@ class Settings:
     health_alert_threshold: int = 2
     health_max_failures: int = 3
     auto_reconnect: bool = True
+    health_census: bool = True
     retry_attempts: int = 3
     retry_initial_s: float = 1.0
     retry_max_s: float = 30.0
@@ -101,6 +102,7 @@ class Settings:
     http_read_timeout_s: float = 60.0
     boot_concurrency: int = 8
     connect_concurrency: int = 8
+    boot_evolution_concurrency: int = 16
     # Retention (store/retention.py): days after which settled inbox rows, orphans and waiting
     # patches are deleted; rows settled as failed are kept longer for operators.
     inbox_retention_days: int = 7
@@ -375,6 +377,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         health_alert_threshold=_int(env, "AUZAP_HEALTH_ALERT_THRESHOLD", 2, 1, 1000),
         health_max_failures=_int(env, "AUZAP_HEALTH_MAX_FAILURES", 3, 1, 1000),
         auto_reconnect=_bool(env, "AUZAP_AUTO_RECONNECT", True),
+        health_census=_bool(env, "AUZAP_HEALTH_CENSUS", True),
         retry_attempts=_int(env, "AUZAP_RETRY_ATTEMPTS", 3, 1, 20),
         retry_initial_s=_float(env, "AUZAP_RETRY_INITIAL_S", 1.0, 0.0, 600.0),
         retry_max_s=_float(env, "AUZAP_RETRY_MAX_S", 30.0, 0.0, 3600.0),
@@ -392,6 +395,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ai_typing_ms=_int(env, "AUZAP_AI_TYPING_MS", 1000, 0, 20000),
         boot_concurrency=_int(env, "AUZAP_BOOT_CONCURRENCY", 8, 1, 1000),
         connect_concurrency=_int(env, "AUZAP_CONNECT_CONCURRENCY", 8, 1, 1000),
+        boot_evolution_concurrency=_int(env, "AUZAP_BOOT_EVOLUTION_CONCURRENCY", 16, 1, 1000),
         webhook_max_bytes=_int(
             env, "AUZAP_WEBHOOK_MAX_BYTES", 16 * 1024 * 1024, 1024, 512 * 1024 * 1024
         ),

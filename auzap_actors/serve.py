@@ -33,6 +33,7 @@ from .config import ConfigError, Settings, ToolSettings
 from .core.breaker import BreakerConfig
 from .core.health import HealthPolicy
 from .evolution.breaker import CircuitBreaker
+from .evolution.census import Census
 from .evolution.client import EvolutionClient
 from .evolution.retry import RetryPolicy
 from .evolution.simulator import SimulatorConfig, serve_simulator
@@ -262,6 +263,10 @@ async def _run_root(
                 auto_reconnect=settings.auto_reconnect,
             ),
             connect_limiter=trio.CapacityLimiter(settings.connect_concurrency),
+            boot_gate=trio.CapacityLimiter(settings.boot_evolution_concurrency),
+            census=Census(evolution.fetch_instances, settings.health_interval_s / 2)
+            if settings.health_census
+            else None,
             metrics=metrics,
             name_frames=settings.max_instances_per_user > 1,
             auto_reply=AutoReplyConfig(

@@ -105,6 +105,10 @@ def test_bench_health_counts_periodic_checks_of_open_instances() -> None:
     # The simulator holds every seeded instance open: the checks find them open.
     assert report["periodic_results"]["open"] > 0
     assert report["periodic_results"].get("missing", 0) == 0
+    # The census answered the healthy instances' checks: a few fetchInstances, not one a check.
+    assert report["census"] is True
+    census_calls = report["evolution_calls"]["/instance/fetchInstances"]
+    assert 0 < census_calls < sum(report["periodic_results"].values()) / 3
 
 
 def test_bench_fanout_times_a_frame_on_every_socket() -> None:

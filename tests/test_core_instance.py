@@ -200,7 +200,7 @@ def test_settings_are_written_only_when_they_change() -> None:
 def test_boot_resumes_a_session_that_closed_while_down() -> None:
     run = Run(_open_snapshot())
     effects = run.take(Boot())
-    assert effects == [SyncWebhook(), RunCheck("boot", full=False)]
+    assert effects == [SyncWebhook(), RunCheck("boot", full=False, shared=True)]
     resume = run.take(Observed("boot", "close", 428))
     assert resume == [ResumeSession(CheckNotOpen("close", 428))]
     assert run.take(ResumeAnswered(True, CheckNotOpen("close", 428))) == []  # still open

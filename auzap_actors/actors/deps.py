@@ -14,6 +14,7 @@ from ..core.health import HealthPolicy
 from ..core.views import tagged
 from ..core.webhook import WEBHOOK_SECRET_HEADER
 from ..core.webhook_auth import instance_secret
+from ..evolution.census import Census
 from ..evolution.client import EvolutionClient
 from ..evolution.types import WebhookConfig
 from ..observability.metrics import Metrics
@@ -32,6 +33,13 @@ class ActorDeps:
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     # Node-wide bound on concurrent connect/restart calls (boot resumes, reconnects, users).
     connect_limiter: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(8))
+    # Node-wide bound on the boot's Evolution calls (webhook sync, boot and reconcile checks):
+    # thousands of actors booting at once take turns here, and the periodic checks of those
+    # already running keep the rest of the client's connections (evolution_side.py).
+    boot_gate: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(16))
+    # One fetchInstances of every instance answering the periodic checks of healthy ones
+    # (evolution/census.py); None: each check asks for its instance alone.
+    census: Census | None = None
     # The service's metrics and per-instance journal (a private one in unit tests).
     metrics: Metrics = field(default_factory=lambda: Metrics(process=False))
     # The responder, its timings and the per-service counts (actors/auto_reply.py).

@@ -59,13 +59,14 @@ async def sync_webhook(deps: ActorDeps, name: str) -> bool:
     """
     wanted = deps.webhook_config(name)
     try:
-        current = await deps.evolution.find_webhook(name)
-        if current is None or (current.url, current.headers, current.enabled) != (
-            wanted.url,
-            wanted.headers,
-            True,
-        ):
-            await deps.evolution.set_webhook(name, wanted)
+        async with deps.boot_gate:  # only the boot syncs the webhook
+            current = await deps.evolution.find_webhook(name)
+            if current is None or (current.url, current.headers, current.enabled) != (
+                wanted.url,
+                wanted.headers,
+                True,
+            ):
+                await deps.evolution.set_webhook(name, wanted)
     except EvolutionNotFound:
         return False
     except EvolutionError as exc:
@@ -75,7 +76,20 @@ async def sync_webhook(deps: ActorDeps, name: str) -> bool:
 
 async def observe(deps: ActorDeps, name: str, check: RunCheck) -> Observed:
     """One look at Evolution: connectionState, or fetchInstances (which knows a logout's
-    reason code) for a full check."""
+    reason code) for a full check; or the node's census, when the step allows it and the
+    census says open.  A boot's check (boot, reconcile) waits its turn at the node's boot
+    gate; a periodic one does not."""
+    if check.shared and deps.census is not None:
+        # Only an `open` is taken from the census; anything else is looked at alone.
+        if await deps.census.status(name) == "open":
+            return Observed(check.purpose, "open", census=True)
+    if check.purpose == "periodic":
+        return await _observe(deps, name, check)
+    async with deps.boot_gate:
+        return await _observe(deps, name, check)
+
+
+async def _observe(deps: ActorDeps, name: str, check: RunCheck) -> Observed:
     evolution = deps.evolution
     try:
         if check.full:

@@ -318,6 +318,7 @@ class InstanceActor:
             observed.connection_state,
             health.status,
             health.consecutive_failures,
+            "census" if observed.census else "evolution",
         )
         self.deps.metrics.health_check(self.name, check)
 

@@ -75,6 +75,11 @@ def add_parser(sub: Any) -> None:
     )
     health_p.add_argument("--window", type=float, default=30.0, help="seconds per window")
     health_p.add_argument("--rounds", type=int, default=3, help="windows")
+    health_p.add_argument(
+        "--no-census",
+        action="store_true",
+        help="AUZAP_HEALTH_CENSUS=false: one connectionState (or fetchInstances) per check",
+    )
     health_p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -107,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
         report = fanout.fanout(fanout.FanoutOptions(args.sockets, args.rounds, args.posts))
     elif args.scenario == "health":
         report = health.health(
-            health.HealthOptions(args.instances, args.interval, args.window, args.rounds)
+            health.HealthOptions(
+                args.instances, args.interval, args.window, args.rounds, census=not args.no_census
+            )
         )
     report["machine"] = machine()
     if args.json:

@@ -14,6 +14,12 @@ checks, and the projection to the production interval of 60 s is that cost x N /
 share of one core, for N and for the issue's 10,000.  The CPU counted is all of the
 service's: timers, mailboxes, the Evolution calls, the health rows it writes, its idle work.
 PostgreSQL's and the simulator's CPU is not counted.
+
+With the census on (the default, AUZAP_HEALTH_CENSUS), the periodic checks of healthy
+instances are answered by one fetchInstances of every instance per half interval instead of
+one call each: every check still ticks, steps and is recorded, only its HTTP exchange is
+shared.  `--no-census` measures the one-call-per-check path; the report lists the calls made
+to Evolution by endpoint.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class HealthOptions:
     window_s: float = 30.0
     rounds: int = 3
     boot_limit_s: float = 600.0
+    census: bool = True  # AUZAP_HEALTH_CENSUS: healthy instances' checks share fetchInstances
 
 
 def _checks(samples: dict[str, float], purpose: str) -> int:
@@ -52,6 +59,16 @@ def _checks(samples: dict[str, float], purpose: str) -> int:
             if key.startswith("auzap_health_checks_total{") and f"purpose={purpose}," in key
         )
     )
+
+
+def _calls(samples: dict[str, float]) -> dict[str, int]:
+    """Calls to Evolution over the whole run (boot included), by endpoint."""
+    found: dict[str, int] = {}
+    for key, value in samples.items():
+        if key.startswith("auzap_evolution_requests_total{"):
+            endpoint = key.split("endpoint=", 1)[1].split(",", 1)[0]
+            found[endpoint] = found.get(endpoint, 0) + int(value)
+    return found
 
 
 def _results(samples: dict[str, float]) -> dict[str, int]:
@@ -68,7 +85,10 @@ def health(options: HealthOptions) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="auzap-bench-sim-"))
     try:
         state = simulator_state(scratch / "simulator.json", users)
-        env = {"AUZAP_HEALTH_INTERVAL_S": str(options.interval_s)}
+        env = {
+            "AUZAP_HEALTH_INTERVAL_S": str(options.interval_s),
+            "AUZAP_HEALTH_CENSUS": "true" if options.census else "false",
+        }
         with running_stack(env, sim_state=state) as stack:
             say(f"seeding {options.instances} open instances")
             seed_instances(stack.dsn, users, status="open", in_evolution=True)
@@ -84,6 +104,8 @@ def health(options: HealthOptions) -> dict[str, Any]:
         "scenario": "health",
         "instances": options.instances,
         "interval_s": options.interval_s,
+        "census": options.census,
+        "evolution_calls": _calls(final),
         "window_s": options.window_s,
         "rounds": options.rounds,
         "boot_s": round(boot_s, 2),
@@ -146,13 +168,15 @@ def render(report: dict[str, Any]) -> list[str]:
         return f"{figure['median']:.3g} ({figure['min']:.3g}-{figure['max']:.3g})"
 
     return [
-        f"{report['instances']} open instances, checked every {report['interval_s']:g} s;"
+        f"{report['instances']} open instances, checked every {report['interval_s']:g} s"
+        f" (census {'on' if report['census'] else 'off'});"
         f" {report['rounds']} windows of {report['window_s']:g} s; median (min-max)",
         f"booted (every actor's boot check done) in {report['boot_s']:g} s",
         f"periodic checks/s {s(report['checks_per_s'])}"
         f" (expected {report['expected_checks_per_s']:g}); results {report['periodic_results']}",
         f"service CPU {s(report['cpu_core_pct_at_interval'])} % of one core at this interval;"
         f" {s(report['cpu_ms_per_check'])} ms CPU per check",
+        f"Evolution calls (boot included): {report['evolution_calls']}",
         f"projected to a 60 s interval: {s(report['core_pct_at_60s'])} % of one core;"
         f" for 10,000 instances {s(report['core_pct_10000_at_60s'])} %",
     ]

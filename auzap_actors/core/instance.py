@@ -111,6 +111,7 @@ from .state import (
     ReportedClosed,
     ReportedConnecting,
     ReportedOpen,
+    Status,
     ends_session,
     transition,
 )
@@ -282,7 +283,17 @@ class _Step:
     def _check_next(self, purpose: CheckPurpose) -> None:
         due = self.snap.full_check_in
         self.snap = replace(self.snap, full_check_in=FULL_CHECK_EVERY - 1 if due <= 0 else due - 1)
-        self.calls.append(RunCheck(purpose, full=due <= 0))
+        health = self.snap.health
+        # The node's census (one fetchInstances for all; only an `open` is taken from it) may
+        # answer a boot's look and a healthy instance's periodic check, and only while the
+        # status is open: a census may be older than a webhook's news of a drop, which it must
+        # never undo.  A failing instance or a reconnect's judge is looked at alone.
+        shared = (
+            self.snap.state.status is Status.OPEN
+            and not health.reconnecting
+            and (purpose == "boot" or (purpose == "periodic" and health.status == "healthy"))
+        )
+        self.calls.append(RunCheck(purpose, full=due <= 0, shared=shared))
 
     def _observed(self, seen: Observed) -> None:
         if seen.purpose == "reconcile":

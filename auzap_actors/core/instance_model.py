@@ -95,13 +95,15 @@ CheckPurpose = Literal["periodic", "boot", "reconcile"]
 @dataclass(frozen=True, slots=True)
 class Observed:
     """Evolution's answer to a ``RunCheck``: a connection state (``connection_state`` with the
-    reason code ``fetchInstances`` gives), ``missing`` (404), or ``unreachable`` (why)."""
+    reason code ``fetchInstances`` gives), ``missing`` (404), or ``unreachable`` (why).
+    ``census``: the node's census answered (an open), not a call about this instance."""
 
     purpose: CheckPurpose
     connection_state: str | None = None
     reason_code: int | None = None
     missing: bool = False
     unreachable: str | None = None
+    census: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +191,12 @@ class SyncWebhook:
 @dataclass(frozen=True, slots=True)
 class RunCheck:
     """Ask Evolution for the instance's state (``full``: through fetchInstances); answered
-    with ``Observed``."""
+    with ``Observed``.  ``shared``: an `open` in the node's census of every instance
+    (evolution/census.py) may answer it; anything else is asked for this instance alone."""
 
     purpose: CheckPurpose
     full: bool
+    shared: bool = False
 
 
 @dataclass(frozen=True, slots=True)

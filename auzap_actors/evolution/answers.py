@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import EvolutionServerError, error_for_status
+from .lanes import Reply
 from .types import ConnectResult, InstanceInfo, QrCode, WebhookConfig
 
 
@@ -79,3 +81,36 @@ def webhook_body(config: WebhookConfig) -> dict[str, Any]:
         "headers": dict(config.headers),
         "events": list(config.events),
     }
+
+
+def decode_answer(method: str, path: str, response: Reply) -> Any:
+    """One answer's JSON body; Evolution's errors (a 4xx/5xx, a 200 with `error: true`,
+    an answer that is not JSON) raised as the matching EvolutionError."""
+    try:
+        body: Any = response.json() if response.content else None
+        valid_json = True
+    except ValueError:
+        body, valid_json = None, False
+    if response.status_code >= 400:
+        raise error_for_status(
+            response.status_code, body, method=method, path=path, reason=response.reason_phrase
+        )
+    if not valid_json:
+        raise EvolutionServerError(
+            [],
+            status=response.status_code,
+            method=method,
+            path=path,
+            reason="answer is not JSON",
+        )
+    if isinstance(body, dict) and body.get("error") is True:
+        # connect/restart report failures as HTTP 200 {error: true, message} (§2.1).
+        message = body.get("message")
+        raise EvolutionServerError(
+            [str(message)] if message is not None else [],
+            status=response.status_code,
+            method=method,
+            path=path,
+            reason="error reported in a 200 answer",
+        )
+    return body

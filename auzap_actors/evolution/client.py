@@ -9,6 +9,7 @@ is never logged or put into an exception.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -16,22 +17,28 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-import stamina
 import trio
 
 from ..observability.journal import EvolutionCall
-from .answers import parse_connect, parse_instance_row, parse_qr, parse_webhook, webhook_body
+from .answers import (
+    decode_answer,
+    parse_connect,
+    parse_instance_row,
+    parse_qr,
+    parse_webhook,
+    webhook_body,
+)
 from .breaker import BreakerConfig, CircuitBreaker
 from .errors import (
-    EvolutionCircuitOpen,
     EvolutionError,
     EvolutionServerError,
     EvolutionUnavailable,
-    error_for_status,
     outcome_of,
 )
-from .retry import RetryPolicy, should_retry
+from .lanes import Lane, Lanes, NoLaneFree
+from .retry import RetryPolicy, retry_after, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
+from .wire import Wire, proxied
 
 __all__ = [
     "BreakerConfig",
@@ -53,9 +60,8 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 log = logging.getLogger(__name__)
 
 INTEGRATION = "WHATSAPP-BAILEYS"
-# Evolution requests in flight at once per client, each on a kept-alive connection.  Few:
-# httpcore's pool walks its connections once per connection on every request it assigns
-# (O(connections^2)); 32 in flight still carry ~600 calls/s at 50 ms per call.
+# Evolution requests in flight at once per client, each on its own lane (one kept-alive
+# connection, lanes.py); 32 in flight carry ~600 calls/s at 50 ms per call.
 MAX_IN_FLIGHT = 32
 
 # Told of every call once it ended (its retries included): the instance it was about (None for
@@ -88,6 +94,8 @@ class EvolutionClient:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         observer: CallObserver | None = None,
+        queue_wait_s: float = 120.0,
+        lanes: int = MAX_IN_FLIGHT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.observer = observer
@@ -96,26 +104,35 @@ class EvolutionClient:
         self.breaker = (
             CircuitBreaker(self.base_url, BreakerConfig()) if breaker is None else breaker
         )
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"apikey": api_key},
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT
-            ),
-            transport=transport,
-        )
-        # Requests wait for a connection here, not in httpcore's pool: its queue is scanned
-        # whole for every request it assigns (O(queue x connections), encode/httpcore#1035),
-        # which took ~99 % of the service's CPU with thousands of actors booting at once
-        # (`auzap-actors bench health`).  A trio limiter's queue costs O(1) per request.
-        self._slots = trio.CapacityLimiter(MAX_IN_FLIGHT)
+        self.queue_wait_s = queue_wait_s
+        headers = {"apikey": api_key}
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
+
+        lean = transport is None and not proxied(self.base_url)
+
+        def lane(tls: ssl.SSLContext | None) -> Lane:
+            if lean:
+                return Wire(self.base_url, headers, connect_timeout=connect_timeout, tls=tls)
+            return httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=headers,
+                timeout=http_timeout,
+                limits=limits,
+                transport=transport,
+                verify=tls if tls is not None else True,
+            )
+
+        # Requests wait for a lane (one kept-alive connection each) in a trio limiter, not in
+        # httpcore's pool (see lanes.py: its per-request scans were most of the CPU of the
+        # health checks).
+        self._lanes = Lanes(lanes, lane)
 
     def __repr__(self) -> str:
         return f"EvolutionClient({self.base_url!r})"
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._lanes.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -188,61 +205,38 @@ class EvolutionClient:
         :class:`EvolutionCircuitOpen` (nothing sent) while the breaker is open.
         Cancellation propagates at once, between attempts too; a cancelled
         half-open probe frees the breaker's probe slot.
+
+        The first attempt is sent outside stamina: building its retry context costs more
+        CPU than a health check's whole request (`bench health`), and most calls need one
+        attempt.  A first failure worth retrying enters the retry loop, which replays it as
+        its own first attempt, so the waits and the attempts are stamina's as before.
         """
-        policy = self.retry
-        body: Any = None
-        last: EvolutionError | None = None
-        probe = False
+        tally[0] = 1
+        probe = self.breaker.allow(method=method, path=path)
         try:
-            async for attempt in stamina.retry_context(
-                # The half-open probe is one request: if it fails the circuit reopens now,
-                # rather than after the probe's own retries.  (Late binding is the point:
-                # the predicate must see whether this attempt was the probe.)
-                on=lambda exc: not probe and should_retry(exc, idempotent=idempotent),  # noqa: B023
-                attempts=policy.attempts,
-                timeout=None,  # attempts bound the loop; each attempt has its own timeout
-                wait_initial=policy.initial_s,
-                wait_max=policy.max_s,
-                wait_exp_base=2,
-            ):
-                with attempt:
-                    tally[0] = attempt.num
-                    if last is not None:
-                        # str(last) names method, path and Evolution's message, never the key.
-                        log.warning(
-                            "evolution %s %s: attempt %d of %d after: %s",
-                            method,
-                            path,
-                            attempt.num,
-                            policy.attempts,
-                            last,
-                        )
-                    if not probe:
-                        # Every attempt asks: a circuit that opened meanwhile ends the retries.
-                        probe = self.breaker.allow(method=method, path=path)
-                    try:
-                        body, tally[1] = await self._send(method, path, json=json, params=params)
-                    except EvolutionError as exc:
-                        last = exc
-                        raise
-        except EvolutionCircuitOpen:
-            raise
-        except EvolutionUnavailable:
-            # The breaker judges calls, not attempts: a call saved by a retry proves
-            # Evolution reachable, so a flaky server does not trip it; one that failed after
-            # all its attempts counts once.
-            self.breaker.record_failure()
-            raise
+            body, tally[1] = await self._send(method, path, json=json, params=params)
+        except EvolutionUnavailable as exc:
+            if probe or self.retry.attempts < 2 or not should_retry(exc, idempotent=idempotent):
+                self.breaker.record_failure()
+                raise
+            first: EvolutionError = exc
         except EvolutionError:
-            # Any other answer (4xx, 500, a 200 quirk) came from a live server.
             self.breaker.record_success()
             raise
         except BaseException:
             if probe:
                 self.breaker.record_abandoned()
             raise
-        self.breaker.record_success()
-        return body
+        else:
+            self.breaker.record_success()
+            return body
+
+        async def send() -> tuple[Any, int]:
+            return await self._send(method, path, json=json, params=params)
+
+        return await retry_after(
+            first, send, self.retry, self.breaker, method, path, idempotent, tally, log
+        )
 
     async def _send(
         self, method: str, path: str, *, json: Any, params: dict[str, str] | None
@@ -250,10 +244,18 @@ class EvolutionClient:
         """One attempt: Evolution's decoded answer and its HTTP status."""
         log.debug("evolution %s %s", method, path)
         try:
-            # httpx timeouts are per phase; fail_after bounds the whole exchange.
-            with trio.fail_after(self._timeout):
-                async with self._slots:  # the wait for a slot counts in the timeout
-                    response = await self._http.request(method, path, json=json, params=params)
+            response = await self._lanes.request(
+                method,
+                path,
+                json=json,
+                params=params,
+                wait_s=self.queue_wait_s,
+                timeout_s=self._timeout,
+            )
+        except NoLaneFree as exc:
+            raise EvolutionUnavailable(
+                [], status=None, method=method, path=path, reason=str(exc), request_sent=False
+            ) from exc
         except trio.TooSlowError as exc:
             raise EvolutionUnavailable(
                 [],
@@ -271,38 +273,7 @@ class EvolutionClient:
                 reason=f"{type(exc).__name__}: {exc}",
                 request_sent=not isinstance(exc, _NOT_SENT),
             ) from exc
-        return self._decode(method, path, response), response.status_code
-
-    @staticmethod
-    def _decode(method: str, path: str, response: httpx.Response) -> Any:
-        try:
-            body: Any = response.json() if response.content else None
-            valid_json = True
-        except ValueError:
-            body, valid_json = None, False
-        if response.status_code >= 400:
-            raise error_for_status(
-                response.status_code, body, method=method, path=path, reason=response.reason_phrase
-            )
-        if not valid_json:
-            raise EvolutionServerError(
-                [],
-                status=response.status_code,
-                method=method,
-                path=path,
-                reason="answer is not JSON",
-            )
-        if isinstance(body, dict) and body.get("error") is True:
-            # connect/restart report failures as HTTP 200 {error: true, message} (§2.1).
-            message = body.get("message")
-            raise EvolutionServerError(
-                [str(message)] if message is not None else [],
-                status=response.status_code,
-                method=method,
-                path=path,
-                reason="error reported in a 200 answer",
-            )
-        return body
+        return decode_answer(method, path, response), response.status_code
 
     @staticmethod
     def _expect_dict(body: Any, method: str, path: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class HealthCheck:
     observed: str | None  # Evolution's connection state, when it answered
     health: str  # the instance's health status after the check
     consecutive_failures: int
+    source: str = "evolution"  # or "census": one fetchInstances of every instance answered
 
     def view(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class HealthCheck:
             "observed": self.observed,
             "health": self.health,
             "consecutive_failures": self.consecutive_failures,
+            "source": self.source,
         }
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import segno
 import trio
 
@@ -327,7 +328,7 @@ def save_state(path: Path, instances: dict[str, Instance]) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     payload = {"instances": [inst.to_json() for inst in instances.values()]}
-    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.write_bytes(msgspec.json.encode(payload))  # ~10x faster than json.dumps
     os.replace(tmp, path)
 
 

@@ -105,14 +105,19 @@ def register_rest(app: QuartTrio, sim: Simulator) -> None:
     @app.get("/instance/fetchInstances")
     async def fetch_instances() -> Response:
         key = request.headers.get("apikey")
+        name, inst_id = request.args.get("instanceName"), request.args.get("instanceId")
         if key == sim.config.api_key:
-            visible = list(sim.instances.values())
+            # By name: one lookup, not a scan of every instance (health checks ask this).
+            if name is None:
+                visible = list(sim.instances.values())
+            else:
+                one = sim.instances.get(name)
+                visible = [one] if one is not None else []
         else:
             # An instance token only sees its own row (DATABASE_SAVE_DATA_INSTANCE=true).
             visible = [i for i in sim.instances.values() if key and i.token == key]
             if not visible:
                 sim.authorize(None, key)
-        name, inst_id = request.args.get("instanceName"), request.args.get("instanceId")
         number = request.args.get("number")
         if name is not None:
             visible = [i for i in visible if i.name == name]
