@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
+from wsproto.frame_protocol import FrameProtocol
 
 from ..core.views import encode_frame
 
@@ -39,22 +40,16 @@ class Frame(str):
     def wire(self) -> bytes:
         wire = self._wire
         if wire is None:
-            wire = self._wire = text_frame(self.encode())
+            wire = self._wire = text_frame(self)
         return wire
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One unfragmented, unmasked WebSocket text frame (RFC 6455 §5.2), as a server sends it.
-    Never compressed: under permessage-deflate a message without RSV1 is a plain one (RFC 7692
-    §6), so the same bytes serve every client."""
-    size = len(payload)
-    if size < 126:
-        head = bytes((0x81, size))
-    elif size < 1 << 16:
-        head = bytes((0x81, 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((0x81, 127)) + size.to_bytes(8, "big")
-    return head + payload
+def text_frame(text: str) -> bytes:
+    """One unfragmented, unmasked WebSocket text frame (RFC 6455 §5.2), as a server sends it,
+    framed by wsproto (hypercorn's own WebSocket library).  Never compressed: under
+    permessage-deflate a message without RSV1 is a plain one (RFC 7692 §6), so the same bytes
+    serve every client."""
+    return bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
 
 
 class DirectWriter(Protocol):
@@ -100,7 +95,7 @@ class Subscription:
             return
         direct = self.direct
         if direct is not None and self.pending == 0:
-            wire = text.wire() if isinstance(text, Frame) else text_frame(text.encode())
+            wire = text.wire() if isinstance(text, Frame) else text_frame(text)
             sent = direct.send_nowait(wire)
             if sent == len(wire):
                 return

@@ -38,7 +38,6 @@ from .errors import (
 from .lanes import Lane, Lanes, NoLaneFree
 from .retry import RetryPolicy, retry_after, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
-from .wire import Wire, proxied
 
 __all__ = [
     "BreakerConfig",
@@ -109,11 +108,7 @@ class EvolutionClient:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
 
-        lean = transport is None and not proxied(self.base_url)
-
         def lane(tls: ssl.SSLContext | None) -> Lane:
-            if lean:
-                return Wire(self.base_url, headers, connect_timeout=connect_timeout, tls=tls)
             return httpx.AsyncClient(
                 base_url=self.base_url,
                 headers=headers,

@@ -1,5 +1,5 @@
 """The Evolution client's connections: a few lanes, each holding one kept-alive connection
-(`wire.Wire`, or an httpx client of one connection), lent to one request at a time.
+(an httpx client of one connection), lent to one request at a time.
 
 Why not one httpx client with a pool of N connections: httpcore's pool, on every request it
 assigns, walks every connection it holds and asks each whether it expired (a `poll` system
@@ -25,8 +25,7 @@ import trio
 
 
 class Lane(Protocol):
-    """One connection's worth of requests: `wire.Wire`, or an httpx client of one connection
-    (a mock transport in tests, a proxy from the environment)."""
+    """One connection's worth of requests: an httpx client of one connection."""
 
     async def request(
         self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None

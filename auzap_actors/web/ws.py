@@ -184,4 +184,4 @@ async def _write_queued(sub: Subscription, direct: DirectWriter) -> None:
 def _wire(item: str | bytes) -> bytes:
     if isinstance(item, bytes):
         return item
-    return item.wire() if isinstance(item, Frame) else text_frame(item.encode())
+    return item.wire() if isinstance(item, Frame) else text_frame(item)
