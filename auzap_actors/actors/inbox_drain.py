@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 # A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
 # behind it wait at most that long.
 ROW_RETRY_S = 0.1
-# Rows fetched, and at most applied in one transaction, at a time.
-GROUP_ROWS = 200
+# Rows fetched, and at most applied in one transaction, at a time.  A busy instance's backlog
+# is applied in groups this large (group commit: the fixed cost of a group, a few statements
+# and one commit, is shared by every row); an instance that keeps up gets what is pending.
+GROUP_ROWS = 1000
 
 
 class DrainHost(Protocol):
@@ -69,29 +71,46 @@ class InboxDrain:
 
         Consecutive rows that only store records (messages, receipts, contacts, ...) or store
         nothing (invalid, unhandled) are applied as one group in one transaction; a state
-        change goes through the step on its own, after the group before it."""
+        change goes through the step on its own, after the group before it.  The rows after a
+        group are read on the group's connection right after its commit, so a busy instance
+        costs one trip across the trio->asyncio bridge per group."""
         self.host.mailbox.answer_doorbell()
-        pool = self.host.deps.pool
-        while True:
-            rows = await inbox.fetch_pending(pool, self.host.name, self.cursor, GROUP_ROWS)
-            if not rows:
-                return
-            group: list[tuple[inbox.InboxRow, Route | WebhookError]] = []
-            for row in rows:
-                route = _route(row)
-                if isinstance(route, StateChange):
-                    await self._apply_group(group)
-                    group = []
-                    self.cursor = row.id
-                    with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                        await self._apply_row(row)
-                else:
-                    group.append((row, route))
-            await self._apply_group(group)
+        rows = await self._fetch()
+        while rows:
+            rows = await self._apply_fetched(rows)
 
-    async def _apply_group(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
-        if not group:
-            return
+    async def _apply_fetched(self, rows: list[inbox.InboxRow]) -> list[inbox.InboxRow]:
+        """Apply fetched rows in order; returns the rows after them."""
+        routed = [(row, _route(row)) for row in rows]
+        following: list[inbox.InboxRow] | None = None
+        start = 0
+        while start < len(routed):
+            row, route = routed[start]
+            if isinstance(route, StateChange):
+                self.cursor = row.id
+                with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                    await self._apply_row(row)
+                start += 1
+                following = None
+                continue
+            end = start + 1
+            while end < len(routed) and not isinstance(routed[end][1], StateChange):
+                end += 1
+            # The last group of what was fetched reads what follows it.
+            following = await self._apply_group(routed[start:end], fetch_next=end == len(routed))
+            start = end
+        return await self._fetch() if following is None else following
+
+    async def _fetch(self) -> list[inbox.InboxRow]:
+        return await messaging.fetch_pending(
+            self.host.deps, self.host.name, self.cursor, GROUP_ROWS
+        )
+
+    async def _apply_group(
+        self, group: list[tuple[inbox.InboxRow, Route | WebhookError]], *, fetch_next: bool
+    ) -> list[inbox.InboxRow] | None:
+        """Apply a group in one transaction; with `fetch_next`, returns the rows after it
+        (None when they were not read: the group failed and was split)."""
         batches: list[tuple[int, Batch]] = []
         settled: list[tuple[int, str, str | None]] = []
         outcomes: list[str] = []  # each row's, for the metrics once the group committed
@@ -107,28 +126,45 @@ class InboxDrain:
                 outcomes.append("unhandled")
         started = trio.current_time()
         self._decided = False
+        last_id = group[-1][0].id
         try:
-            await messaging.apply_rows(
-                self.host.deps, self.host.snapshot, batches, settled, within=self._decide
+            following = await messaging.apply_rows(
+                self.host.deps,
+                self.host.snapshot,
+                batches,
+                settled,
+                within=self._decide,
+                then_fetch=(last_id, GROUP_ROWS) if fetch_next else None,
             )
         except Exception as exc:
             if is_transient(exc):
                 raise
-            # Something in the group fails: apply its rows one at a time, so the bad one is
-            # retried and settled alone (its error is logged there).
-            log.info("a group of %d rows of %s failed; applying them one by one", len(group),
-                     self.host.name)  # fmt: skip
-            for row, _ in group:
-                self.cursor = row.id
-                # The row's work is logged under the id of the request that stored it.
-                with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                    await self._apply_row(row)
-            return
-        self.cursor = group[-1][0].id
+            await self._split(group)
+            return None
+        self.cursor = last_id
         for (row, _), outcome in zip(group, outcomes, strict=True):
             self._settled(row, outcome, started)
         if self._decided:
             self.host.wake_composer()
+        return following if fetch_next else None
+
+    async def _split(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
+        """Something in the group fails: its halves are applied as groups of their own, down
+        to the bad row, which is retried and settled alone (its error is logged there).  A
+        group of thousands costs a few dozen transactions to isolate one bad row, not one per
+        row."""
+        if len(group) == 1:
+            row = group[0][0]
+            self.cursor = row.id
+            # The row's work is logged under the id of the request that stored it.
+            with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                await self._apply_row(row)
+            return
+        log.info("a group of %d rows of %s failed; applying it in halves", len(group),
+                 self.host.name)  # fmt: skip
+        middle = len(group) // 2
+        for half in (group[:middle], group[middle:]):
+            await self._apply_group(half, fetch_next=False)
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
         """Apply one row, retried in place (the rows behind it wait) until it is applied or

@@ -16,6 +16,7 @@ from ..core.webhook import WebhookError
 from ..store import inbox
 from ..store import messages as messages_store
 from ..store.bulk import apply_simple, is_simple
+from ..store.db import run_on_connection
 from ..store.messages import Applied, BatchWriter
 from .deps import ActorDeps
 
@@ -51,17 +52,24 @@ async def apply_rows(
     settled: list[tuple[int, str, str | None]],
     *,
     within: WithinBatch | None = None,
-) -> None:
+    then_fetch: tuple[int, int] | None = None,
+) -> list[inbox.InboxRow]:
     """Store many inbox rows' batches and settle every row (those and `settled`, rows that
     store nothing: invalid, unhandled) in ONE transaction, then publish in row order.
 
     One commit per group instead of per row: the apply rate is bound by round trips and
     commits, not by the work of each event.  Any error rolls the whole group back; the caller
-    then applies its rows one by one, so a bad row is still isolated and retried alone.
-    `within` runs once in that transaction, after every batch, with all they changed."""
-    results: list[Applied] = []
+    then splits the group, so a bad row is still isolated and retried alone.  `within` runs
+    once in that transaction, after every batch, with all they changed.
+
+    The whole unit (acquire, the transaction, and with `then_fetch` = (after id, limit) the
+    next pending rows of the instance, read after the commit) crosses the trio->asyncio bridge
+    once (`run_on_connection`): `within` runs on the asyncio side and must await only the
+    connection it is given.  Returns the rows fetched (none without `then_fetch`)."""
     name = snapshot.instance_name
-    async with deps.pool.acquire() as conn:
+
+    async def unit(conn: Any) -> tuple[list[Applied], list[inbox.InboxRow]]:
+        results: list[Applied] = []
         async with conn.transaction():
             run: list[Batch] = []  # consecutive simple batches: set-based statements
             for _, batch in batches:
@@ -79,8 +87,23 @@ async def apply_rows(
             await inbox.mark_many_done(
                 conn, [(row_id, "applied", None) for row_id, _ in batches] + settled
             )
+        if then_fetch is None:
+            return results, []
+        return results, await inbox.fetch_pending(conn, name, *then_fetch)
+
+    results, rows = await run_on_connection(deps.pool, unit)
     for applied in results:
         publish(deps, snapshot, applied)
+    return rows
+
+
+async def fetch_pending(
+    deps: ActorDeps, instance_name: str, after_id: int, limit: int
+) -> list[inbox.InboxRow]:
+    """The instance's next pending rows, in one bridge crossing."""
+    return await run_on_connection(
+        deps.pool, lambda conn: inbox.fetch_pending(conn, instance_name, after_id, limit)
+    )
 
 
 def _merged(results: list[Applied]) -> Applied:
