@@ -19,6 +19,11 @@ import trio_asyncio
 from triopg._triopg import TrioPoolAcquireContextProxy, TrioPoolProxy
 
 DEFAULT_ACQUIRE_TIMEOUT_S = 5.0
+# Connections the service may hold.  A statement's latency under load is scheduler turns of
+# this process, not database time, so work on several connections overlaps: with 100 busy
+# instances each applying its own small groups, 10 connections made actors queue past the
+# acquire timeout (and wait for "the database"); PostgreSQL's default allows 100 sessions.
+DEFAULT_POOL_SIZE = 32
 
 T = TypeVar("T")
 
@@ -114,7 +119,7 @@ async def open_pool(
     dsn: str,
     *,
     min_size: int = 2,
-    max_size: int = 10,
+    max_size: int = DEFAULT_POOL_SIZE,
     acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S,
 ) -> AsyncIterator[Any]:
     """A triopg pool; closed on exit.  Waiting longer than `acquire_timeout_s` for one of its
