@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -27,14 +28,19 @@ from ..store.messages import Applied
 from . import messaging
 from .deps import ActorDeps
 from .mailbox import Mailbox
+from .messaging import Settled
 
 log = logging.getLogger(__name__)
+
+Routed = list[tuple[inbox.InboxRow, Route | WebhookError]]  # fetched rows, each with its route
 
 # A failing inbox row is retried after 0.1, 0.2, 0.4, 0.8 s (MAX_ATTEMPTS in all): the rows
 # behind it wait at most that long.
 ROW_RETRY_S = 0.1
-# Rows fetched, and at most applied in one transaction, at a time.
-GROUP_ROWS = 200
+# Rows fetched, and at most applied in one transaction, at a time.  A busy instance's backlog
+# is applied in groups this large (group commit: the fixed cost of a group, a few statements
+# and one commit, is shared by every row); an instance that keeps up gets what is pending.
+GROUP_ROWS = 1000
 
 
 class DrainHost(Protocol):
@@ -49,6 +55,8 @@ class DrainHost(Protocol):
 
     async def feed(self, item: Input, *, inbox_row: int | None = None) -> None: ...
 
+    # Runs inside a group's transaction, on the asyncio side of the bridge
+    # (`store.db.run_on_connection`): it may await only `conn`.
     async def decide_replies(self, conn: Any, applied: Applied) -> bool: ...
 
     def wake_composer(self) -> None: ...
@@ -69,66 +77,113 @@ class InboxDrain:
 
         Consecutive rows that only store records (messages, receipts, contacts, ...) or store
         nothing (invalid, unhandled) are applied as one group in one transaction; a state
-        change goes through the step on its own, after the group before it."""
+        change goes through the step on its own, after the group before it.  Rows are read
+        with the group that follows (one trip across the trio->asyncio bridge per round), and
+        the drain ends at a round that found less than a full group: a row stored since then
+        rang the doorbell again (answered just below, before the first read)."""
         self.host.mailbox.answer_doorbell()
-        pool = self.host.deps.pool
-        while True:
-            rows = await inbox.fetch_pending(pool, self.host.name, self.cursor, GROUP_ROWS)
-            if not rows:
-                return
-            group: list[tuple[inbox.InboxRow, Route | WebhookError]] = []
-            for row in rows:
-                route = _route(row)
-                if isinstance(route, StateChange):
-                    await self._apply_group(group)
-                    group = []
-                    self.cursor = row.id
-                    with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                        await self._apply_row(row)
-                else:
-                    group.append((row, route))
-            await self._apply_group(group)
+        while await self._drain_round():
+            pass
 
-    async def _apply_group(self, group: list[tuple[inbox.InboxRow, Route | WebhookError]]) -> None:
-        if not group:
-            return
-        batches: list[tuple[int, Batch]] = []
-        settled: list[tuple[int, str, str | None]] = []
-        outcomes: list[str] = []  # each row's, for the metrics once the group committed
-        for row, route in group:
-            if isinstance(route, Records):
-                batches.append((row.id, route.batch))
-                outcomes.append("applied")
-            elif isinstance(route, WebhookError):
-                settled.append((row.id, "invalid", route.message))
-                outcomes.append("invalid")
-            else:
-                settled.append((row.id, "unhandled", None))
-                outcomes.append("unhandled")
+    async def _drain_round(self) -> bool:
+        """Fetch the next rows, applying their leading group in the same unit of work, then
+        the rest in order.  True when more rows may be pending (the fetch was full)."""
+        taken: list[_Group] = []
+
+        def take(rows: list[inbox.InboxRow]) -> tuple[list[tuple[int, Batch]], Settled]:
+            group = _Group.leading([(row, _route(row)) for row in rows])
+            taken.append(group)
+            return group.batches, group.settled
+
         started = trio.current_time()
         self._decided = False
         try:
-            await messaging.apply_rows(
-                self.host.deps, self.host.snapshot, batches, settled, within=self._decide
+            rows = await messaging.fetch_and_apply(
+                self.host.deps,
+                self.host.snapshot,
+                self.cursor,
+                GROUP_ROWS,
+                take,
+                within=self._decide,
             )
         except Exception as exc:
             if is_transient(exc):
                 raise
-            # Something in the group fails: apply its rows one at a time, so the bad one is
-            # retried and settled alone (its error is logged there).
-            log.info("a group of %d rows of %s failed; applying them one by one", len(group),
-                     self.host.name)  # fmt: skip
-            for row, _ in group:
+            # The leading group failed (rolled back): read again, and split it below.
+            rows = await messaging.fetch_pending(
+                self.host.deps, self.host.name, self.cursor, GROUP_ROWS
+            )
+            routed = [(row, _route(row)) for row in rows]
+        else:
+            group = taken[-1]
+            if group.routed:
+                self._committed(group, started)
+            routed = group.rest
+        await self._apply_routed(routed)
+        return len(rows) >= GROUP_ROWS
+
+    async def _apply_routed(self, routed: Routed) -> None:
+        """Apply fetched rows in order: a state change alone through the step, the rows
+        between them as groups."""
+        start = 0
+        while start < len(routed):
+            row, route = routed[start]
+            if isinstance(route, StateChange):
                 self.cursor = row.id
-                # The row's work is logged under the id of the request that stored it.
                 with bind_correlation(row.request_id or f"inbox-{row.id}"):
                     await self._apply_row(row)
+                start += 1
+                continue
+            end = start + 1
+            while end < len(routed) and not isinstance(routed[end][1], StateChange):
+                end += 1
+            await self._apply_group(routed[start:end])
+            start = end
+
+    async def _apply_group(self, routed: Routed) -> None:
+        """Apply rows that go together in one transaction; split when it fails."""
+        group = _Group.leading(routed)
+        started = trio.current_time()
+        self._decided = False
+        try:
+            await messaging.apply_rows(
+                self.host.deps,
+                self.host.snapshot,
+                group.batches,
+                group.settled,
+                within=self._decide,
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await self._split(routed)
             return
-        self.cursor = group[-1][0].id
-        for (row, _), outcome in zip(group, outcomes, strict=True):
+        self._committed(group, started)
+
+    def _committed(self, group: _Group, started: float) -> None:
+        self.cursor = group.routed[-1][0].id
+        for (row, _), outcome in zip(group.routed, group.outcomes, strict=True):
             self._settled(row, outcome, started)
         if self._decided:
             self.host.wake_composer()
+
+    async def _split(self, group: Routed) -> None:
+        """Something in the group fails: its halves are applied as groups of their own, down
+        to the bad row, which is retried and settled alone (its error is logged there).  A
+        group of thousands costs a few dozen transactions to isolate one bad row, not one per
+        row."""
+        if len(group) == 1:
+            row = group[0][0]
+            self.cursor = row.id
+            # The row's work is logged under the id of the request that stored it.
+            with bind_correlation(row.request_id or f"inbox-{row.id}"):
+                await self._apply_row(row)
+            return
+        log.info("a group of %d rows of %s failed; applying it in halves", len(group),
+                 self.host.name)  # fmt: skip
+        middle = len(group) // 2
+        for half in (group[:middle], group[middle:]):
+            await self._apply_group(half)
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
         """Apply one row, retried in place (the rows behind it wait) until it is applied or
@@ -193,6 +248,36 @@ class InboxDrain:
                 await inbox.mark_done(pool, row.id, "invalid", exc.message)
                 return "invalid"
         return "applied"
+
+
+@dataclass
+class _Group:
+    """The leading rows of a fetch that are applied together (up to the first state change),
+    with what their transaction writes, and the rows after them."""
+
+    routed: Routed
+    rest: Routed
+    batches: list[tuple[int, Batch]] = field(default_factory=list)
+    settled: Settled = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)  # each row's, for the metrics
+
+    @classmethod
+    def leading(cls, routed: Routed) -> _Group:
+        end = 0
+        while end < len(routed) and not isinstance(routed[end][1], StateChange):
+            end += 1
+        group = cls(routed[:end], routed[end:])
+        for row, route in group.routed:
+            if isinstance(route, Records):
+                group.batches.append((row.id, route.batch))
+                group.outcomes.append("applied")
+            elif isinstance(route, WebhookError):
+                group.settled.append((row.id, "invalid", route.message))
+                group.outcomes.append("invalid")
+            else:
+                group.settled.append((row.id, "unhandled", None))
+                group.outcomes.append("unhandled")
+        return group
 
 
 def _route(row: inbox.InboxRow) -> Route | WebhookError:

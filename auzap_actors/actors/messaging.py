@@ -16,6 +16,7 @@ from ..core.webhook import WebhookError
 from ..store import inbox
 from ..store import messages as messages_store
 from ..store.bulk import apply_simple, is_simple
+from ..store.db import run_on_connection
 from ..store.messages import Applied, BatchWriter
 from .deps import ActorDeps
 
@@ -44,11 +45,18 @@ async def apply_batch(
     return applied
 
 
+# The rows stored, and those settled without storing anything: (row id, outcome, error).
+Settled = list[tuple[int, str, str | None]]
+# Picks, among fetched rows, the leading ones applied together: their batches and settled rows
+# (none when the first row must go through the actor's step).
+Take = Callable[[list[inbox.InboxRow]], tuple[list[tuple[int, Batch]], Settled]]
+
+
 async def apply_rows(
     deps: ActorDeps,
     snapshot: InstanceSnapshot,
     batches: list[tuple[int, Batch]],
-    settled: list[tuple[int, str, str | None]],
+    settled: Settled,
     *,
     within: WithinBatch | None = None,
 ) -> None:
@@ -57,30 +65,84 @@ async def apply_rows(
 
     One commit per group instead of per row: the apply rate is bound by round trips and
     commits, not by the work of each event.  Any error rolls the whole group back; the caller
-    then applies its rows one by one, so a bad row is still isolated and retried alone.
-    `within` runs once in that transaction, after every batch, with all they changed."""
-    results: list[Applied] = []
+    then splits the group, so a bad row is still isolated and retried alone.  `within` runs
+    once in that transaction, after every batch, with all they changed.
+
+    The whole unit (acquire, the transaction, release) crosses the trio->asyncio bridge once
+    (`run_on_connection`): `within` runs on the asyncio side and must await only the
+    connection it is given."""
     name = snapshot.instance_name
-    async with deps.pool.acquire() as conn:
-        async with conn.transaction():
-            run: list[Batch] = []  # consecutive simple batches: set-based statements
-            for _, batch in batches:
-                if is_simple(batch):
-                    run.append(batch)
-                    continue
-                if run:
-                    results.append(await apply_simple(conn, name, run))
-                    run = []
-                results.append(await BatchWriter(conn, name).apply(batch))
-            if run:
-                results.append(await apply_simple(conn, name, run))
-            if within is not None:
-                await within(conn, _merged(results))
-            await inbox.mark_many_done(
-                conn, [(row_id, "applied", None) for row_id, _ in batches] + settled
-            )
+    results = await run_on_connection(
+        deps.pool, lambda conn: _store_rows(conn, name, batches, settled, within)
+    )
     for applied in results:
         publish(deps, snapshot, applied)
+
+
+async def fetch_and_apply(
+    deps: ActorDeps,
+    snapshot: InstanceSnapshot,
+    after_id: int,
+    limit: int,
+    take: Take,
+    *,
+    within: WithinBatch | None = None,
+) -> list[inbox.InboxRow]:
+    """Fetch the instance's next pending rows (after `after_id`, at most `limit`) and apply the
+    leading ones `take` picks as `apply_rows` does, on one connection in one bridge crossing:
+    an instance with a few rows pending costs one unit of work, not a fetch and then a group.
+    `take` runs on the asyncio side (pure work).  Returns the rows fetched; an error of the
+    group rolls it back and escapes (the caller fetches again and splits)."""
+    name = snapshot.instance_name
+
+    async def unit(conn: Any) -> tuple[list[inbox.InboxRow], list[Applied]]:
+        rows = await inbox.fetch_pending(conn, name, after_id, limit)
+        batches, settled = take(rows)
+        if not batches and not settled:
+            return rows, []
+        return rows, await _store_rows(conn, name, batches, settled, within)
+
+    rows, results = await run_on_connection(deps.pool, unit)
+    for applied in results:
+        publish(deps, snapshot, applied)
+    return rows
+
+
+async def fetch_pending(
+    deps: ActorDeps, instance_name: str, after_id: int, limit: int
+) -> list[inbox.InboxRow]:
+    """The instance's next pending rows, in one bridge crossing."""
+    return await run_on_connection(
+        deps.pool, lambda conn: inbox.fetch_pending(conn, instance_name, after_id, limit)
+    )
+
+
+async def _store_rows(
+    conn: Any,
+    name: str,
+    batches: list[tuple[int, Batch]],
+    settled: Settled,
+    within: WithinBatch | None,
+) -> list[Applied]:
+    results: list[Applied] = []
+    async with conn.transaction():
+        run: list[Batch] = []  # consecutive simple batches: set-based statements
+        for _, batch in batches:
+            if is_simple(batch):
+                run.append(batch)
+                continue
+            if run:
+                results.append(await apply_simple(conn, name, run))
+                run = []
+            results.append(await BatchWriter(conn, name).apply(batch))
+        if run:
+            results.append(await apply_simple(conn, name, run))
+        if within is not None:
+            await within(conn, _merged(results))
+        await inbox.mark_many_done(
+            conn, [(row_id, "applied", None) for row_id, _ in batches] + settled
+        )
+    return results
 
 
 def _merged(results: list[Applied]) -> Applied:

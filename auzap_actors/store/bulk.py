@@ -3,8 +3,10 @@
 The common traffic of a busy number is text messages and their receipts.  `BatchWriter` takes
 one batch at a time with several round trips per message; here a run of "simple" batches (no
 @lid to resolve, no alias, chat, group metadata, edit or deletion, not history sync) costs
-about eight statements whatever its length: contacts, conversations, messages, patches,
-conversation counters, status advances, the existence check and pending receipts.  The result
+three statements whatever its length (data-modifying CTEs): contacts with the conversations,
+messages with their conversations' counters, and status advances with the receipts that must
+wait for their message (plus a few when a patch waits for a new message: rare).  Each is a
+round trip, and under load a round trip costs scheduler turns, not database time.  The result
 is the one `BatchWriter` gives applying the same batches in order (tests/test_bulk_apply.py
 compares the two); only the frames differ a little: a message whose receipt arrives in the same
 run is announced once with its final status instead of once per step.
@@ -20,28 +22,30 @@ from .conversations import timestamp_or_now
 from .messages import Applied, BatchWriter
 from .views import MESSAGE_COLUMNS, message_view
 
-UPSERT_CONTACTS = (
-    "INSERT INTO contacts AS c (instance_name, jid, lid, phone_number, push_name,"
-    " profile_pic_url) SELECT $1, u.jid, (SELECT a.lid FROM jid_aliases a"
+# The run's contacts (and chat partners), then its chats with their contact: one statement.
+UPSERT_PEOPLE_AND_CHATS = (
+    "WITH people AS (INSERT INTO contacts AS c (instance_name, jid, lid, phone_number,"
+    " push_name, profile_pic_url) SELECT $1, u.jid, (SELECT a.lid FROM jid_aliases a"
     " WHERE a.instance_name = $1 AND a.phone_jid = u.jid LIMIT 1), u.phone, u.push_name, u.pic"
     " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(jid, phone, push_name, pic)"
     " ON CONFLICT (instance_name, jid) DO UPDATE SET lid = coalesce(c.lid, EXCLUDED.lid),"
     " push_name = coalesce(EXCLUDED.push_name, c.push_name),"
     " profile_pic_url = coalesce(EXCLUDED.profile_pic_url, c.profile_pic_url),"
-    " updated_at = now() RETURNING c.id, c.jid"
-)
-UPSERT_CONVERSATIONS = (
-    "INSERT INTO conversations AS v (instance_name, remote_jid, is_group, contact_id)"
-    " SELECT $1, u.jid, u.is_group, u.contact_id"
-    " FROM unnest($2::text[], $3::bool[], $4::bigint[]) AS u(jid, is_group, contact_id)"
+    " updated_at = now() RETURNING c.id, c.jid)"
+    " INSERT INTO conversations AS v (instance_name, remote_jid, is_group, contact_id)"
+    " SELECT $1, u.jid, u.is_group, CASE WHEN u.is_group THEN NULL"
+    "  ELSE (SELECT p.id FROM people p WHERE p.jid = u.jid) END"
+    " FROM unnest($6::text[], $7::bool[]) WITH ORDINALITY AS u(jid, is_group, ord) ORDER BY u.ord"
     " ON CONFLICT (instance_name, remote_jid) DO UPDATE SET"
     " contact_id = coalesce(v.contact_id, EXCLUDED.contact_id), updated_at = now()"
     " RETURNING v.id, v.remote_jid"
 )
+# New messages, their conversations' counters (from the rows inserted: a re-delivery bumps
+# nothing), and whether a patch may wait for one of them: one statement.
 INSERT_MESSAGES = (
-    "INSERT INTO messages AS m (instance_name, conversation_id, remote_jid, wa_message_id,"
-    " from_me, sender_jid, push_name, type, text, status, status_rank, quoted_wa_message_id,"
-    " sent_at, raw)"
+    "WITH ins AS (INSERT INTO messages AS m (instance_name, conversation_id, remote_jid,"
+    " wa_message_id, from_me, sender_jid, push_name, type, text, status, status_rank,"
+    " quoted_wa_message_id, sent_at, raw)"
     " SELECT $1, u.conversation_id, u.remote_jid, u.wa, u.from_me, u.sender, u.push_name,"
     " u.type, u.text, u.status, u.rank, u.quoted, u.sent_at, u.raw::jsonb"
     " FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::text[],"
@@ -50,7 +54,15 @@ INSERT_MESSAGES = (
     " push_name, type, text, status, rank, quoted, sent_at, raw, ord)"
     " ORDER BY u.ord"
     " ON CONFLICT (instance_name, wa_message_id, from_me) DO NOTHING"
-    f" RETURNING {MESSAGE_COLUMNS}"
+    f" RETURNING {MESSAGE_COLUMNS}),"
+    " bump AS (UPDATE conversations c SET last_message_at = greatest(c.last_message_at, u.at),"
+    " unread_count = c.unread_count + u.unread, updated_at = now(),"
+    " deleted_at = CASE WHEN c.deleted_at < u.at THEN NULL ELSE c.deleted_at END"
+    " FROM (SELECT conversation_id AS id, max(sent_at) AS at,"
+    "  count(*) FILTER (WHERE NOT from_me)::int AS unread FROM ins GROUP BY conversation_id)"
+    " AS u WHERE c.id = u.id)"
+    " SELECT ins.*, EXISTS (SELECT 1 FROM message_patches p WHERE p.instance_name = $1"
+    "  AND p.wa_message_id = ins.wa_message_id) AS may_have_patch FROM ins"
 )
 # Each waiting patch goes to the first message stored that would have taken it one at a time
 # (an edit waiting without a status may match either direction).
@@ -66,32 +78,22 @@ DELETE_PATCHES = (
     "DELETE FROM message_patches p USING unnest($2::text[], $3::bool[]) AS k(wa, from_me)"
     " WHERE p.instance_name = $1 AND p.wa_message_id = k.wa AND p.from_me = k.from_me"
 )
-BUMP_CONVERSATIONS = (
-    "UPDATE conversations c SET last_message_at = greatest(c.last_message_at, u.at),"
-    " unread_count = c.unread_count + u.unread, updated_at = now(),"
-    " deleted_at = CASE WHEN c.deleted_at < u.at THEN NULL ELSE c.deleted_at END"
-    " FROM (SELECT id, max(at) AS at, sum(unread)::int AS unread"
-    "  FROM unnest($1::uuid[], $2::timestamptz[], $3::int[]) AS x(id, at, unread)"
-    "  GROUP BY id) AS u WHERE c.id = u.id"
-)
+# Statuses forward (never back), and a receipt for a message not stored yet parked in
+# `message_patches` for it: one statement (both read the messages as the earlier statements of
+# the transaction left them).
 ADVANCE_STATUSES = (
-    "UPDATE messages m SET status = r.status, status_rank = r.rank"
-    " FROM unnest($2::text[], $3::bool[], $4::text[], $5::int2[]) AS r(wa, from_me, status, rank)"
-    " WHERE m.instance_name = $1 AND m.wa_message_id = r.wa AND m.from_me = r.from_me"
-    " AND m.status_rank < r.rank RETURNING m.id, m.wa_message_id, m.from_me, m.status"
-)
-EXISTING_KEYS = (
-    "SELECT m.wa_message_id, m.from_me FROM messages m"
-    " JOIN unnest($2::text[], $3::bool[]) AS r(wa, from_me)"
-    " ON m.wa_message_id = r.wa AND m.from_me = r.from_me WHERE m.instance_name = $1"
-)
-PARK_RECEIPTS = (
-    "INSERT INTO message_patches AS p (instance_name, wa_message_id, from_me, status,"
-    " status_rank) SELECT $1, r.wa, r.from_me, r.status, r.rank"
-    " FROM unnest($2::text[], $3::bool[], $4::text[], $5::int2[]) AS r(wa, from_me, status, rank)"
+    "WITH r AS (SELECT * FROM unnest($2::text[], $3::bool[], $4::text[], $5::int2[])"
+    "  AS r(wa, from_me, status, rank)),"
+    " parked AS (INSERT INTO message_patches AS p (instance_name, wa_message_id, from_me,"
+    " status, status_rank) SELECT $1, r.wa, r.from_me, r.status, r.rank FROM r"
+    " WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.instance_name = $1"
+    "  AND m.wa_message_id = r.wa AND m.from_me = r.from_me)"
     " ON CONFLICT (instance_name, wa_message_id, from_me) DO UPDATE SET"
     " status = CASE WHEN EXCLUDED.status_rank > p.status_rank THEN EXCLUDED.status"
-    " ELSE p.status END, status_rank = greatest(p.status_rank, EXCLUDED.status_rank)"
+    " ELSE p.status END, status_rank = greatest(p.status_rank, EXCLUDED.status_rank))"
+    " UPDATE messages m SET status = r.status, status_rank = r.rank FROM r"
+    " WHERE m.instance_name = $1 AND m.wa_message_id = r.wa AND m.from_me = r.from_me"
+    " AND m.status_rank < r.rank RETURNING m.id, m.wa_message_id, m.from_me, m.status"
 )
 
 Key = tuple[str, bool]  # (WhatsApp id, from_me)
@@ -135,11 +137,11 @@ def _runs(batches: list[Batch]) -> list[list[Batch]]:
 
 async def _apply_run(conn: Any, instance: str, batches: list[Batch], applied: Applied) -> None:
     messages = [m for batch in batches for m in batch.messages]
-    contact_ids = await _upsert_contacts(conn, instance, batches)
+    conversation_ids = await _upsert_people_and_chats(conn, instance, batches, messages)
     # Each receipt, and each message already stored, moves a status forward.
     advances: list[tuple[str, bool, str]] = []
     if messages:
-        advances += await _store_messages(conn, instance, messages, contact_ids, applied)
+        advances += await _store_messages(conn, instance, messages, conversation_ids, applied)
     advances += [(r.wa_id, r.from_me, r.status) for batch in batches for r in batch.receipts]
     if advances:
         await _advance(conn, instance, advances, applied)
@@ -155,9 +157,12 @@ async def _apply_run(conn: Any, instance: str, batches: list[Batch], applied: Ap
             )
 
 
-async def _upsert_contacts(conn: Any, instance: str, batches: list[Batch]) -> dict[str, int]:
-    """The batches' contacts and the people of their one-to-one chats, in one statement: each
-    named by the last push name (and picture) given, as one upsert after another would."""
+async def _upsert_people_and_chats(
+    conn: Any, instance: str, batches: list[Batch], messages: list[MessageRecord]
+) -> dict[str, Any]:
+    """The batches' contacts and the people of their one-to-one chats (each named by the last
+    push name and picture given, as one upsert after another would), then the messages'
+    conversations linked to them: one statement.  Returns the conversation ids by chat."""
     people: dict[str, tuple[str | None, str | None]] = {}
 
     def see(jid: str, name: str | None, picture: str | None) -> None:
@@ -173,37 +178,30 @@ async def _upsert_contacts(conn: Any, instance: str, batches: list[Batch]) -> di
         for m in batch.messages:
             if not m.is_group:
                 see(m.chat_jid, None if m.from_me else m.push_name, None)
-    if not people:
+    chats = {m.chat_jid: m.is_group for m in messages}
+    if not people and not chats:
         return {}
     rows = await conn.fetch(
-        UPSERT_CONTACTS,
+        UPSERT_PEOPLE_AND_CHATS,
         instance,
         list(people),
         [phone_of(jid) for jid in people],
         [name for name, _ in people.values()],
         [picture for _, picture in people.values()],
+        list(chats),
+        list(chats.values()),
     )
-    return {r["jid"]: r["id"] for r in rows}
+    return {r["remote_jid"]: r["id"] for r in rows}
 
 
 async def _store_messages(
     conn: Any,
     instance: str,
     messages: list[MessageRecord],
-    contact_ids: dict[str, int],
+    conversation_ids: dict[str, Any],
     applied: Applied,
 ) -> list[tuple[str, bool, str]]:
     """Insert the messages not stored yet; returns the status advances of the others."""
-    chats = {m.chat_jid: m.is_group for m in messages}
-    rows = await conn.fetch(
-        UPSERT_CONVERSATIONS,
-        instance,
-        list(chats),
-        list(chats.values()),
-        [None if group else contact_ids.get(jid) for jid, group in chats.items()],
-    )
-    conversation_ids = {r["remote_jid"]: r["id"] for r in rows}
-
     first: dict[Key, MessageRecord] = {}
     advances: list[tuple[str, bool, str]] = []
     for m in messages:
@@ -237,21 +235,16 @@ async def _store_messages(
     ] + advances
     if not inserted:
         return advances
-    keys = [(r["wa_message_id"], r["from_me"]) for r in inserted]
-    patched = await _fold_patches(conn, instance, keys)
-    await conn.execute(
-        BUMP_CONVERSATIONS,
-        [r["conversation_id"] for r in inserted],
-        [timestamp_or_now(first[k].timestamp) for k in keys],
-        [0 if from_me else 1 for _, from_me in keys],
-    )
-    if patched:
-        fresh_rows = await conn.fetch(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ANY($1::uuid[])",
-            [r["id"] for r in inserted if (r["wa_message_id"], r["from_me"]) in patched],
-        )
-        by_id = {r["id"]: r for r in fresh_rows}
-        inserted = [by_id.get(r["id"], r) for r in inserted]
+    if any(r["may_have_patch"] for r in inserted):
+        keys = [(r["wa_message_id"], r["from_me"]) for r in inserted]
+        patched = await _fold_patches(conn, instance, keys)
+        if patched:
+            fresh_rows = await conn.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ANY($1::uuid[])",
+                [r["id"] for r in inserted if (r["wa_message_id"], r["from_me"]) in patched],
+            )
+            by_id = {r["id"]: r for r in fresh_rows}
+            inserted = [by_id.get(r["id"], r) for r in inserted]
     applied.new_messages.extend(message_view(r) for r in inserted)
     return advances
 
@@ -287,13 +280,14 @@ async def _advance(
         if current is None or STATUS_RANK[status] > STATUS_RANK[current]:
             best[(wa, from_me)] = status
     keys = list(best)
-    columns = (
+    moved = await conn.fetch(
+        ADVANCE_STATUSES,
+        instance,
         [wa for wa, _ in keys],
         [fm for _, fm in keys],
         [best[k] for k in keys],
         [STATUS_RANK[best[k]] for k in keys],
     )
-    moved = await conn.fetch(ADVANCE_STATUSES, instance, *columns)
     changed = {(r["wa_message_id"], r["from_me"]): r for r in moved}
     for key in keys:  # announced in the order the events came
         if key in changed:
@@ -301,20 +295,3 @@ async def _advance(
             applied.status_changes.append(
                 {"message_id": str(row["id"]), "wa_message_id": key[0], "status": row["status"]}
             )
-    rest = [k for k in keys if k not in changed]
-    if not rest:
-        return
-    known = await conn.fetch(
-        EXISTING_KEYS, instance, [wa for wa, _ in rest], [fm for _, fm in rest]
-    )
-    existing = {(r["wa_message_id"], r["from_me"]) for r in known}
-    waiting = [k for k in rest if k not in existing]
-    if waiting:
-        await conn.execute(
-            PARK_RECEIPTS,
-            instance,
-            [wa for wa, _ in waiting],
-            [fm for _, fm in waiting],
-            [best[k] for k in waiting],
-            [STATUS_RANK[best[k]] for k in waiting],
-        )
