@@ -97,6 +97,66 @@ async def test_hundred_concurrent_deliveries_one_row_one_frame(runner: ServiceRu
     assert rows == [{"n": 1}]
 
 
+async def test_an_edit_and_a_delete_reach_the_open_socket_as_message_update(
+    runner: ServiceRunner,
+) -> None:
+    """CONTRACT §4: `message_update` carries the MessageView after an edit (its new text) and
+    after a delete (status "deleted"), so an open conversation shows it without reloading."""
+    service = await runner.start()
+    user = uuid.uuid4()
+    token = user_token(user)
+    ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    chat = "5511912345670@s.whatsapp.net"
+
+    async def post(event: str, data: Any) -> None:
+        answer = await client.post(
+            "/api/webhook/whatsapp", json=envelope(event, name, data), headers=WEBHOOK_HEADERS
+        )
+        assert answer.status_code == 200, answer.text
+
+    async with http(service.url) as client, open_websocket_url(ws_url) as ws:
+        name = await _instance(client, user)
+        await next_frame(ws)
+        await post("messages.upsert", text_message("3EB0ED17000000000001", chat, "Chego às 9h"))
+        stored = await wait_frame(ws, lambda f: f["type"] == "message")
+        message_id = stored["data"]["id"]
+
+        edit = {
+            "key": {"remoteJid": chat, "fromMe": False, "id": "3EB0ED17000000000001"},
+            "type": 14,
+            "editedMessage": {"conversation": "Chego às 10h"},
+            "timestampMs": 1_795_000_060_000,
+        }
+        await post("messages.edited", edit)
+        edited = await wait_frame(ws, lambda f: f["type"] == "message_update")
+        assert edited["data"]["id"] == message_id
+        assert edited["data"]["text"] == "Chego às 10h"
+        assert edited["data"]["wa_message_id"] == "3EB0ED17000000000001"
+
+        gone = {"remoteJid": chat, "fromMe": False, "id": "3EB0ED17000000000001"}
+        await post("messages.delete", {**gone, "status": "DELETED"})
+        seen: list[dict[str, Any]] = []
+        deleted = await wait_frame(ws, lambda f: f["type"] == "message_update", seen=seen)
+        assert deleted["data"]["id"] == message_id and deleted["data"]["status"] == "deleted"
+        # The receipt-shaped frame still comes too, before it (older clients listen to it).
+        assert any(
+            f["type"] == "message_status" and f["data"]["status"] == "deleted" for f in seen
+        ), seen
+
+        # An edit of a message never stored is kept for later and tells no socket anything.
+        stray = {**edit, "key": {**edit["key"], "id": "3EB0ED17000000000099"}}
+        await post("messages.edited", stray)
+        await barrier(service, name)
+        later = await frames_until_pong(ws)
+        assert not [f for f in later if f["type"] == "message_update"], later
+    listed = await fetch_rows(
+        runner.database_url,
+        "SELECT text, status FROM messages WHERE wa_message_id = $1",
+        "3EB0ED17000000000001",
+    )
+    assert listed == [{"text": "Chego às 10h", "status": "deleted"}]
+
+
 async def test_lid_then_phone_is_one_contact_and_one_conversation(runner: ServiceRunner) -> None:
     service = await runner.start()
     user = uuid.uuid4()

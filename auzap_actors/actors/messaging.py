@@ -37,6 +37,7 @@ async def apply_batch(
     async with deps.pool.acquire() as conn:
         async with conn.transaction():
             applied = await BatchWriter(conn, snapshot.instance_name).apply(batch)
+            await applied.load_updates(conn, snapshot.instance_name)
             if within is not None:
                 await within(conn, applied)
             if inbox_row is not None:
@@ -137,6 +138,8 @@ async def _store_rows(
             results.append(await BatchWriter(conn, name).apply(batch))
         if run:
             results.append(await apply_simple(conn, name, run))
+        for applied in results:
+            await applied.load_updates(conn, name)
         if within is not None:
             await within(conn, _merged(results))
         await inbox.mark_many_done(
@@ -151,6 +154,8 @@ def _merged(results: list[Applied]) -> Applied:
         merged.new_messages += applied.new_messages
         merged.status_changes += applied.status_changes
         merged.presences += applied.presences
+        merged.edited += applied.edited
+        merged.updated_messages += applied.updated_messages
     return merged
 
 
@@ -163,6 +168,8 @@ def publish(deps: ActorDeps, snap: InstanceSnapshot, applied: Applied) -> None:
         hub.publish_org(snap.organization_id, "org.message", frame)
     for change in applied.status_changes:
         hub.publish_user(snap.user_id, "message_status", deps.frame(change, name))
+    for message in applied.updated_messages:  # after an edit or a delete
+        hub.publish_user(snap.user_id, "message_update", deps.frame(message, name))
     for presence in applied.presences:
         hub.publish_user(snap.user_id, "presence", deps.frame(presence, name))
 

@@ -42,7 +42,7 @@ EDIT_MESSAGE = (
     "WITH target AS (SELECT id FROM messages WHERE instance_name = $1"
     " AND wa_message_id = $2 ORDER BY (from_me = $3) DESC LIMIT 1)"
     " UPDATE messages m SET text = $4, edited_at = $5 FROM target WHERE m.id = target.id"
-    " AND (m.edited_at IS NULL OR m.edited_at <= $5) RETURNING true"
+    " AND (m.edited_at IS NULL OR m.edited_at <= $5) RETURNING m.id"
 )
 # ($1 instance, $2 WhatsApp id)
 MESSAGE_KNOWN = "SELECT true FROM messages WHERE instance_name = $1 AND wa_message_id = $2 LIMIT 1"
@@ -55,6 +55,21 @@ class Applied:
     new_messages: list[dict[str, Any]] = field(default_factory=list)
     status_changes: list[dict[str, Any]] = field(default_factory=list)
     presences: list[dict[str, Any]] = field(default_factory=list)
+    # Messages whose text changed (an edit); with the ones a receipt marked deleted, they are
+    # loaded as `updated_messages` (MessageView) before the commit: `message_update` frames.
+    edited: list[str] = field(default_factory=list)
+    updated_messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def updated_ids(self) -> list[str]:
+        """The messages edited or deleted, each once, in the order they changed."""
+        deleted = [c["message_id"] for c in self.status_changes if c["status"] == "deleted"]
+        return list(dict.fromkeys(self.edited + deleted))
+
+    async def load_updates(self, conn: Any, instance: str) -> None:
+        """Load what `message_update` frames carry, on the transaction's connection."""
+        ids = self.updated_ids()
+        if ids:
+            self.updated_messages = await views_by_id(conn, instance, ids)
 
 
 class BatchWriter(ConversationWriter):
@@ -243,7 +258,8 @@ class BatchWriter(ConversationWriter):
             edit.text,
             edited_at,
         )
-        if updated:
+        if updated is not None:
+            self.applied.edited.append(str(updated))
             return
         known = await self.conn.fetchval(
             MESSAGE_KNOWN,
@@ -265,6 +281,17 @@ class BatchWriter(ConversationWriter):
             edit.text,
             edited_at,
         )
+
+
+async def views_by_id(conn: Any, instance: str, ids: list[str]) -> list[dict[str, Any]]:
+    """MessageViews of an instance's messages, in arrival order."""
+    rows = await conn.fetch(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.instance_name = $1"
+        " AND m.id = ANY($2::uuid[]) ORDER BY m.seq",
+        instance,
+        ids,
+    )
+    return [message_view(row) for row in rows]
 
 
 async def find_message(
