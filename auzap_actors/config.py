@@ -95,6 +95,7 @@ class Settings:
     http_max_connections: int = 12000
     http_keep_alive_s: float = 5.0
     db_acquire_timeout_s: float = 5.0
+    db_pool_size: int = 32
     mailbox_capacity: int = 64
     call_timeout_s: float = 30.0
     # A connection on which the client sends nothing for this long is closed (browser sockets
@@ -419,6 +420,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_keep_alive_s=_float(env, "AUZAP_HTTP_KEEP_ALIVE_S", 5.0, 0.1, 3600.0),
         http_read_timeout_s=_float(env, "AUZAP_HTTP_READ_TIMEOUT_S", 60.0, 1.0, 86400.0),
         db_acquire_timeout_s=_float(env, "AUZAP_DB_ACQUIRE_TIMEOUT_S", 5.0, 0.01, 600.0),
+        db_pool_size=_int(env, "AUZAP_DB_POOL_SIZE", 32, 2, 1000),
         backup_dir=_path(env, "AUZAP_BACKUP_DIR"),
         backup_interval_s=_float(env, "AUZAP_BACKUP_INTERVAL_S", 86400.0, 1.0, 30 * 86400.0),
         backup_retention=_retention(env),

@@ -97,7 +97,11 @@ async def serve(
     trigger = shutdown_trigger or _never
     async with (
         database(settings) as dsn,
-        open_pool(dsn, acquire_timeout_s=settings.db_acquire_timeout_s) as pool,
+        open_pool(
+            dsn,
+            max_size=settings.db_pool_size,
+            acquire_timeout_s=settings.db_acquire_timeout_s,
+        ) as pool,
     ):
         applied = await migrate(pool)
         if applied:
