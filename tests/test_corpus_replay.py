@@ -47,8 +47,10 @@ EXPECTED: dict[str, list[str]] = {
     "20": ["message"], "21": ["message"], "22": ["message"], "23": ["message"],
     "24": ["message"], "25": ["message"], "26": ["message_status"],
     "28": ["message_status"], "29": ["message_status"], "30": ["message_status"],
-    "31": ["message_status"], "32": ["message_status"], "33": ["message_status"],
-    "36": ["presence"], "37": ["presence"], "49": ["status", "notification"],
+    "31": ["message_status"], "32": ["message_status", "message_update"],
+    "33": ["message_status", "message_update"], "34": ["message_update"],
+    "35": ["message_update"], "36": ["presence"], "37": ["presence"],
+    "49": ["status", "notification"],
     "52": ["status", "qrcode"], "53": ["status", "notification"],
 }  # fmt: skip
 UNHANDLED = {"01", "38", "39", "40", "47", "48", "55"}
