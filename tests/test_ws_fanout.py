@@ -7,6 +7,7 @@ database cannot give."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -20,7 +21,8 @@ import trio
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from auzap_actors.actors.hub import Frame, text_frame
+from auzap_actors.actors import hub as hub_module
+from auzap_actors.actors.hub import Frame, Hub, text_frame
 from auzap_actors.bench.subscribers import masked, next_frame
 from auzap_actors.serve import Running
 
@@ -44,6 +46,46 @@ def test_a_frame_builds_its_wire_bytes_once() -> None:
     assert frame.wire() is frame.wire()
     assert frame.wire() == text_frame(frame)
     assert json.loads(frame) == {"type": "x", "data": 1}  # still the text to every other use
+
+
+class Transport:
+    """A socket's transport that takes every write whole (DirectWriter)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def send_nowait(self, data: bytes) -> int:
+        self.written.append(data)
+        return len(data)
+
+    async def send_all(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_one_publish_writes_directly_to_a_bounded_number_of_sockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A publish to a very large organization must not hold the loop for one write per
+    socket: past the bound, the frame waits in the socket's queue for its own task."""
+    monkeypatch.setattr(hub_module, "DIRECT_WRITES_PER_PUBLISH", 3)
+    hub = Hub()
+    transports = [Transport() for _ in range(5)]
+    with contextlib.ExitStack() as stack:
+        subs = [stack.enter_context(hub.subscribe(f"user{n}", "org")) for n in range(5)]
+        for sub, transport in zip(subs, transports, strict=True):
+            sub.direct = transport
+        hub.publish_org("org", "org.message", {"id": 1})
+        wire = text_frame(
+            json.dumps({"type": "org.message", "data": {"id": 1}}, separators=(",", ":"))
+        )
+        assert [t.written for t in transports[:3]] == [[wire]] * 3
+        assert [t.written for t in transports[3:]] == [[], []]
+        assert [sub.pending for sub in subs] == [0, 0, 0, 1, 1]
+        queued = subs[4].receive.receive_nowait()
+        assert isinstance(queued, Frame) and json.loads(queued)["data"] == {"id": 1}
+        # Behind a queued frame nothing is written directly, so the order holds.
+        hub.publish_org("org", "org.message", {"id": 2})
+        assert transports[3].written == [] and subs[3].pending == 2
 
 
 def _address(service: Running) -> tuple[str, int]:
