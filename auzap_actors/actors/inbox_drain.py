@@ -125,24 +125,18 @@ class InboxDrain:
     async def _apply_routed(self, routed: Routed) -> None:
         """Apply fetched rows in order: a state change alone through the step, the rows
         between them as groups."""
-        start = 0
-        while start < len(routed):
-            row, route = routed[start]
+        while routed:
+            row, route = routed[0]
             if isinstance(route, StateChange):
-                self.cursor = row.id
-                with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                    await self._apply_row(row)
-                start += 1
+                await self._apply_row(row)
+                routed = routed[1:]
                 continue
-            end = start + 1
-            while end < len(routed) and not isinstance(routed[end][1], StateChange):
-                end += 1
-            await self._apply_group(routed[start:end])
-            start = end
+            group = _Group.leading(routed)
+            await self._apply_group(group)
+            routed = group.rest
 
-    async def _apply_group(self, routed: Routed) -> None:
+    async def _apply_group(self, group: _Group) -> None:
         """Apply rows that go together in one transaction; split when it fails."""
-        group = _Group.leading(routed)
         started = trio.current_time()
         self._decided = False
         try:
@@ -156,7 +150,7 @@ class InboxDrain:
         except Exception as exc:
             if is_transient(exc):
                 raise
-            await self._split(routed)
+            await self._split(group.routed)
             return
         self._committed(group, started)
 
@@ -173,19 +167,21 @@ class InboxDrain:
         group of thousands costs a few dozen transactions to isolate one bad row, not one per
         row."""
         if len(group) == 1:
-            row = group[0][0]
-            self.cursor = row.id
-            # The row's work is logged under the id of the request that stored it.
-            with bind_correlation(row.request_id or f"inbox-{row.id}"):
-                await self._apply_row(row)
+            await self._apply_row(group[0][0])
             return
         log.info("a group of %d rows of %s failed; applying it in halves", len(group),
                  self.host.name)  # fmt: skip
         middle = len(group) // 2
         for half in (group[:middle], group[middle:]):
-            await self._apply_group(half)
+            await self._apply_group(_Group.leading(half))
 
     async def _apply_row(self, row: inbox.InboxRow) -> None:
+        """Apply one row alone, logged under the id of the request that stored it."""
+        self.cursor = row.id
+        with bind_correlation(row.request_id or f"inbox-{row.id}"):
+            await self._apply_row_retried(row)
+
+    async def _apply_row_retried(self, row: inbox.InboxRow) -> None:
         """Apply one row, retried in place (the rows behind it wait) until it is applied or
         settled as failed.  A transient database error escapes: the row stays pending."""
         attempts: int | None = row.attempts
