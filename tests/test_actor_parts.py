@@ -47,11 +47,11 @@ async def test_mailbox_is_bounded_and_calls_time_out() -> None:
         box.cast("c")
     assert box.stats() == {"size": 2, "capacity": 2, "peak": 2}
     assert repr(box) == "<Mailbox user_x [2/2, peak 2]>"
-    box.receive.receive_nowait()
-    box.receive.receive_nowait()
+    box.get_nowait()
+    box.get_nowait()
 
     async def answer_one() -> None:
-        letter = await box.receive.receive()
+        letter = await box.get()
         reply(letter, True, letter.message.upper())
 
     async with trio.open_nursery() as nursery:

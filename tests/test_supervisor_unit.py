@@ -105,7 +105,7 @@ class FakeActor:
                 script.crash_on_start[self.name] = left - 1
                 raise InjectedCrash(f"crash on start, {left - 1} more to come")
             while True:
-                letter = await self.mailbox.receive.receive()
+                letter = await self.mailbox.get()
                 script.received[self.name].append(letter.message)
                 match letter.message:
                     case Crash(reason=reason):
@@ -258,7 +258,7 @@ def test_the_mailbox_doorbell_coalesces_and_is_never_lost() -> None:
     for _ in range(3):
         box.ring(DrainInbox())
     assert box.size == 1, "three rings, one letter"
-    letter = box.receive.receive_nowait()
+    letter = box.get_nowait()
     assert letter.message == DrainInbox() and letter.reply is None
     assert box.answer_doorbell() is True
     assert box.answer_doorbell() is False, "answered once"
@@ -268,7 +268,7 @@ def test_the_mailbox_doorbell_coalesces_and_is_never_lost() -> None:
     full = Mailbox("user_b", capacity=1)
     full.cast("busy")
     full.ring(DrainInbox())  # no MailboxFull: the actor answers the bell after its letter
-    assert full.size == 1 and full.receive.receive_nowait().message == "busy"
+    assert full.size == 1 and full.get_nowait().message == "busy"
     assert full.answer_doorbell() is True
 
 

@@ -66,11 +66,6 @@ class Mailbox:
         return f"<Mailbox {self.name} [{self.size}/{self.capacity}, peak {self.peak}]>"
 
     @property
-    def receive(self) -> Receiver:
-        """The receiving end (`await mailbox.receive.receive()`, as with a channel)."""
-        return Receiver(self)
-
-    @property
     def size(self) -> int:
         return 0 if self._letters is None else len(self._letters)
 
@@ -165,21 +160,6 @@ class Mailbox:
                 return
             if letter.reply is not None:
                 reply(letter, False, error)
-
-
-class Receiver:
-    """A mailbox's receiving end, shaped like a channel's (made on demand, holds nothing)."""
-
-    __slots__ = ("_mailbox",)
-
-    def __init__(self, mailbox: Mailbox) -> None:
-        self._mailbox = mailbox
-
-    async def receive(self) -> Letter:
-        return await self._mailbox.get()
-
-    def receive_nowait(self) -> Letter:
-        return self._mailbox.get_nowait()
 
 
 def reply(letter: Letter, ok: bool, value: Any) -> None:
