@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from .errors import EvolutionServerError, error_for_status
-from .lanes import Reply
 from .types import ConnectResult, InstanceInfo, QrCode, WebhookConfig
 
 
@@ -83,7 +84,7 @@ def webhook_body(config: WebhookConfig) -> dict[str, Any]:
     }
 
 
-def decode_answer(method: str, path: str, response: Reply) -> Any:
+def decode_answer(method: str, path: str, response: httpx.Response) -> Any:
     """One answer's JSON body; Evolution's errors (a 4xx/5xx, a 200 with `error: true`,
     an answer that is not JSON) raised as the matching EvolutionError."""
     try:

@@ -35,7 +35,7 @@ from .errors import (
     EvolutionUnavailable,
     outcome_of,
 )
-from .lanes import Lane, Lanes, NoLaneFree
+from .lanes import Lanes, NoLaneFree
 from .retry import RetryPolicy, retry_after, should_retry
 from .types import ConnectResult, CreatedInstance, InstanceInfo, WebhookConfig
 
@@ -108,14 +108,14 @@ class EvolutionClient:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
 
-        def lane(tls: ssl.SSLContext | None) -> Lane:
+        def lane(tls: ssl.SSLContext) -> httpx.AsyncClient:
             return httpx.AsyncClient(
                 base_url=self.base_url,
                 headers=headers,
                 timeout=http_timeout,
                 limits=limits,
                 transport=transport,
-                verify=tls if tls is not None else True,
+                verify=tls,
             )
 
         # Requests wait for a lane (one kept-alive connection each) in a trio limiter, not in

@@ -18,30 +18,10 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import trio
-
-
-class Lane(Protocol):
-    """One connection's worth of requests: an httpx client of one connection."""
-
-    async def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None
-    ) -> Reply: ...
-
-    async def aclose(self) -> None: ...
-
-
-class Reply(Protocol):
-    @property
-    def status_code(self) -> int: ...
-    @property
-    def reason_phrase(self) -> str: ...
-    @property
-    def content(self) -> bytes: ...
-    def json(self) -> Any: ...
 
 
 class NoLaneFree(Exception):
@@ -49,14 +29,14 @@ class NoLaneFree(Exception):
 
 
 class Lanes:
-    def __init__(self, count: int, make: Callable[[ssl.SSLContext | None], Lane]):
+    def __init__(self, count: int, make: Callable[[ssl.SSLContext], httpx.AsyncClient]):
         if count < 1:
             raise ValueError(f"count must be >= 1, not {count}")
         self.count = count
         self._make = make
         self._ssl: ssl.SSLContext | None = None
-        self._free: list[Lane] = []
-        self._all: list[Lane] = []
+        self._free: list[httpx.AsyncClient] = []
+        self._all: list[httpx.AsyncClient] = []
         self._limiter = trio.CapacityLimiter(count)
 
     def __repr__(self) -> str:
@@ -70,7 +50,7 @@ class Lanes:
     def busy(self) -> int:
         return self._limiter.borrowed_tokens
 
-    def _take(self) -> Lane:
+    def _take(self) -> httpx.AsyncClient:
         if self._free:
             return self._free.pop()
         # Lanes open on demand (a client of few calls never opens 32); they share one TLS
@@ -90,7 +70,7 @@ class Lanes:
         params: dict[str, str] | None,
         wait_s: float,
         timeout_s: float,
-    ) -> Reply:
+    ) -> httpx.Response:
         """Raises NoLaneFree after ``wait_s`` without a lane, trio.TooSlowError when the
         exchange itself takes longer than ``timeout_s``, httpx's transport errors."""
         with trio.move_on_after(wait_s) as waited:
