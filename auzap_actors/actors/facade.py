@@ -38,7 +38,7 @@ from ..store.export import export_lines
 from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
-from .hub import DirectWriter, Frame, Hub, SocketsFull, Subscription, text_frame
+from .hub import DirectWriter, Hub, SocketsFull, Subscription, wire_bytes
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
 from .messages import (
     ChangeSettings,
@@ -64,7 +64,6 @@ __all__ = [
     "DatabaseUnavailable",
     "DirectWriter",
     "EventRejected",
-    "Frame",
     "InstanceLimitReached",
     "IntakeUnavailable",
     "MailboxFull",
@@ -78,7 +77,7 @@ __all__ = [
     "new_request_id",
     "sane_request_id",
     "set_correlation",
-    "text_frame",
+    "wire_bytes",
 ]
 
 

@@ -52,6 +52,14 @@ def text_frame(text: str) -> bytes:
     return bytes(FrameProtocol(client=False, extensions=[]).send_data(text, fin=True))
 
 
+def wire_bytes(item: str | bytes) -> bytes:
+    """What goes on the wire for a queued item: a frame's bytes (built once for a `Frame`),
+    or, as they are, the rest of a frame whose start was already written."""
+    if isinstance(item, bytes):
+        return item
+    return item.wire() if isinstance(item, Frame) else text_frame(item)
+
+
 class DirectWriter(Protocol):
     """A browser socket's transport, as the launcher exposes it (`http_server.DirectSocket`)."""
 
@@ -97,7 +105,7 @@ class Subscription:
             return
         direct = self.direct
         if may_write and direct is not None and self.pending == 0:
-            wire = text.wire() if isinstance(text, Frame) else text_frame(text)
+            wire = wire_bytes(text)
             sent = direct.send_nowait(wire)
             if sent == len(wire):
                 return

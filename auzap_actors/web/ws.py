@@ -32,11 +32,10 @@ from ..actors.facade import (
     Actors,
     DatabaseUnavailable,
     DirectWriter,
-    Frame,
     SocketsFull,
     Subscription,
     UserRef,
-    text_frame,
+    wire_bytes,
 )
 from ..core.views import encode_frame, instance_view
 from .auth import AuthError
@@ -177,11 +176,5 @@ async def _write_queued(sub: Subscription, direct: DirectWriter) -> None:
             if isinstance(first, bytes):
                 await direct.send_all(first)
             return
-        await direct.send_all(b"".join(_wire(item) for item in batch))
+        await direct.send_all(b"".join(wire_bytes(item) for item in batch))
         sub.written(len(batch))
-
-
-def _wire(item: str | bytes) -> bytes:
-    if isinstance(item, bytes):
-        return item
-    return item.wire() if isinstance(item, Frame) else text_frame(item)
