@@ -169,6 +169,16 @@ async def fetch_rows(database_url: str, query: str, *args: Any) -> list[dict[str
         return [dict(r.items()) for r in await pool.fetch(query, *args)]
 
 
+async def inbox_settled(database_url: str, name: str) -> bool:
+    """Whether every stored webhook row of `name` has been applied (or settled)."""
+    rows = await fetch_rows(
+        database_url,
+        "SELECT count(*) AS n FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
+        name,
+    )
+    return bool(rows[0]["n"] == 0)
+
+
 async def qr_webhook_applied(database_url: str, name: str) -> bool:
     """Whether the simulator's `qrcode.updated` webhook for `name` was applied (a test that
     forges connection webhooks waits for it, so that its own are the last word)."""

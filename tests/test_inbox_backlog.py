@@ -20,7 +20,7 @@ from auzap_actors.store.faults import is_transient
 from auzap_actors.store.inbox import MAX_ATTEMPTS
 
 from .conftest import ServiceRunner
-from .helpers import auth, eventually, fetch_rows, http, user_token
+from .helpers import auth, eventually, fetch_rows, http, inbox_settled, user_token
 from .payloads import envelope, text_message
 from .test_inbox_rows import POISON
 
@@ -68,15 +68,6 @@ async def _store_while_down(runner: ServiceRunner, name: str, ids: list[str], ta
         )
 
 
-async def _settled(runner: ServiceRunner, name: str) -> bool:
-    rows = await fetch_rows(
-        runner.database_url,
-        "SELECT count(*) AS n FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
-        name,
-    )
-    return bool(rows[0]["n"] == 0)
-
-
 async def _commits(runner: ServiceRunner, tag: str) -> dict[str, Any]:
     (row,) = await fetch_rows(
         runner.database_url,
@@ -95,7 +86,7 @@ async def test_a_large_backlog_is_applied_in_big_groups_in_arrival_order(
     ids = [f"3EB0BACK{n:08d}" for n in range(BACKLOG)]
     await _store_while_down(runner, name, ids, "backlog")
     await runner.start()
-    await eventually(lambda: _settled(runner, name), timeout=60)
+    await eventually(lambda: inbox_settled(runner.database_url, name), timeout=60)
     stored = await fetch_rows(
         runner.database_url,
         "SELECT wa_message_id, status FROM messages WHERE instance_name = $1 ORDER BY seq",
@@ -127,7 +118,7 @@ async def test_a_poisoned_row_in_a_big_group_is_settled_alone_and_the_rest_in_gr
         await pool.execute(POISON)
     await _store_while_down(runner, name, ids, "bigpoison")
     await runner.start()
-    await eventually(lambda: _settled(runner, name), timeout=60)
+    await eventually(lambda: inbox_settled(runner.database_url, name), timeout=60)
     stored = await fetch_rows(
         runner.database_url,
         "SELECT wa_message_id FROM messages WHERE instance_name = $1 ORDER BY seq",

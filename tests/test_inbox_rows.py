@@ -9,7 +9,7 @@ from auzap_actors.store.db import open_pool
 from auzap_actors.store.inbox import MAX_ATTEMPTS
 
 from .conftest import ADMIN_TOKEN, ServiceRunner
-from .helpers import WEBHOOK_HEADERS, auth, eventually, fetch_rows, http, user_token
+from .helpers import WEBHOOK_HEADERS, auth, eventually, fetch_rows, http, inbox_settled, user_token
 from .payloads import envelope, text_message
 
 # The database refuses this message, as a constraint or trigger added by a DBA would: the apply
@@ -95,7 +95,7 @@ async def test_rows_stored_while_down_are_applied_as_groups_and_a_poisoned_one_a
     await runner.stop()
     await _store_while_down(runner, name, [f"3EB0CLEAN{n:08d}" for n in range(10)], "clean")
     await runner.start()
-    await eventually(lambda: _all_settled(runner, name), timeout=20)
+    await eventually(lambda: inbox_settled(runner.database_url, name), timeout=20)
     # One group, one transaction: the rows share the transaction's timestamp.
     (clean,) = await fetch_rows(
         runner.database_url,
@@ -125,7 +125,7 @@ async def test_rows_stored_while_down_are_applied_as_groups_and_a_poisoned_one_a
             receipt,
         )
     await runner.start()
-    await eventually(lambda: _all_settled(runner, name), timeout=20)
+    await eventually(lambda: inbox_settled(runner.database_url, name), timeout=20)
     stored = await fetch_rows(
         runner.database_url,
         "SELECT wa_message_id, status FROM messages WHERE instance_name = $1"
@@ -159,12 +159,3 @@ async def _store_while_down(runner: ServiceRunner, name: str, ids: list[str], ta
                 name,
                 body,
             )
-
-
-async def _all_settled(runner: ServiceRunner, name: str) -> bool:
-    rows = await fetch_rows(
-        runner.database_url,
-        "SELECT count(*) AS n FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
-        name,
-    )
-    return bool(rows[0]["n"] == 0)
