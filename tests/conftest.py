@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import trio
 import trio_asyncio
@@ -182,3 +183,11 @@ async def runner(database_url: str, tmp_path: Path) -> AsyncIterator[ServiceRunn
         yield runner
         await runner.stop()
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def control(sim_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The simulator's REST and control API; a module using it defines its own `sim_url`
+    (the simulator configured for its tests)."""
+    async with httpx.AsyncClient(base_url=sim_url) as http:
+        yield http

@@ -162,12 +162,6 @@ async def client(sim_url: str) -> AsyncIterator[EvolutionClient]:
         yield evo
 
 
-@pytest.fixture
-async def control(sim_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim_url) as http:
-        yield http
-
-
 def hook_config(rec: Receiver, **kw: Any) -> WebhookConfig:
     settings: dict[str, Any] = {"events": WEBHOOK_EVENTS, "headers": {"x-auzap-secret": "s3cr3t"}}
     settings.update(kw)

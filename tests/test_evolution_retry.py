@@ -60,12 +60,6 @@ async def sim_url(nursery: trio.Nursery) -> str:
     return url
 
 
-@pytest.fixture
-async def control(sim_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim_url) as http:
-        yield http
-
-
 @asynccontextmanager
 async def evolution(
     url: str,

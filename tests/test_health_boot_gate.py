@@ -6,7 +6,6 @@ overlap."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -50,12 +49,6 @@ async def sim_url(nursery: trio.Nursery) -> str:
     config = SimulatorConfig(api_key=API_KEY, webhook_timeout_s=0.5, webhook_retry_attempts=1)
     url: str = await nursery.start(serve_simulator, config)
     return url
-
-
-@pytest.fixture
-async def control(sim_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sim_url) as http:
-        yield http
 
 
 async def _deps(client: EvolutionClient, gate: int) -> ActorDeps:
