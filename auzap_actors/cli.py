@@ -103,6 +103,7 @@ def _tool(run: Any, settings: ToolSettings) -> int:
     that cannot be reached is one line and exit code 2, not a traceback."""
     import trio_asyncio
 
+    from .core.errors import root_cause
     from .serve import configure_logging
 
     configure_logging(level=logging.WARNING, secrets=(settings.evolution_api_key,))
@@ -110,9 +111,7 @@ def _tool(run: Any, settings: ToolSettings) -> int:
         result: int = trio_asyncio.run(run)
     except BaseException as exc:
         # trio and trio-asyncio wrap what a task raised in exception groups: the one cause.
-        cause: BaseException = exc
-        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
-            cause = cause.exceptions[0]
+        cause = root_cause(exc)
         if isinstance(cause, ConfigError):
             raise cause from None
         if isinstance(cause, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):

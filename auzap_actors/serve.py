@@ -31,6 +31,7 @@ from .actors.supervisor import Supervisor
 from .ai import OfflineResponder, OpenAIResponder, Responder
 from .config import ConfigError, Settings, ToolSettings
 from .core.breaker import BreakerConfig
+from .core.errors import root_cause
 from .core.health import HealthPolicy
 from .evolution.breaker import CircuitBreaker
 from .evolution.census import Census
@@ -379,9 +380,7 @@ def run(settings: Settings) -> int:
     except BaseException as exc:
         # A configuration the database contradicts (found once it is open) is one line, like
         # any other configuration error, not a traceback inside exception groups.
-        cause: BaseException = exc
-        while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
-            cause = cause.exceptions[0]
+        cause = root_cause(exc)
         if isinstance(cause, ConfigError):
             raise cause from None
         raise

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..core.errors import root_cause
 from ..core.instance import wants_health_tick
 from ..core.supervision import RestartPolicy, decide_restart, outage_delay, park_delay
 from ..core.views import InstanceSnapshot
@@ -322,7 +323,7 @@ class Supervisor:
                 except Exception as exc:
                     if child.deleted:
                         break
-                    cause = _root_cause(exc)
+                    cause = root_cause(exc)
                     if is_transient(cause):
                         # An actor that had started begins a new outage; one that could not
                         # even load its state waits longer each time.
@@ -392,16 +393,9 @@ class Supervisor:
                 await work()
                 return
             except Exception as exc:
-                if not is_transient(_root_cause(exc)):
+                if not is_transient(root_cause(exc)):
                     raise
                 failures += 1
                 delay = outage_delay(failures, self.policy, random.random())
                 log.warning("%s waits %.1f s for the database: %r", what, delay, exc)
                 await trio.sleep(delay)
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The actor's own exception inside the exception groups its nursery wraps it in."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc

@@ -21,3 +21,11 @@ class UpstreamUnavailable(UpstreamError):
 
 class BadCursor(ValueError):
     """A pagination cursor this API did not issue: 400."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The one exception inside the exception groups trio (and trio-asyncio) wrap a task's
+    failure in; a group of several is returned as it is."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
