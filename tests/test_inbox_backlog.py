@@ -20,7 +20,15 @@ from auzap_actors.store.faults import is_transient
 from auzap_actors.store.inbox import MAX_ATTEMPTS
 
 from .conftest import ServiceRunner
-from .helpers import auth, eventually, fetch_rows, http, inbox_settled, user_token
+from .helpers import (
+    WEBHOOK_HEADERS,
+    auth,
+    eventually,
+    fetch_rows,
+    http,
+    inbox_settled,
+    user_token,
+)
 from .payloads import envelope, text_message
 from .test_inbox_rows import POISON
 
@@ -106,6 +114,51 @@ async def test_a_large_backlog_is_applied_in_big_groups_in_arrival_order(
         name,
     )
     assert conversations == [{"unread": BACKLOG, "n": 7}]
+
+
+async def _pending(runner: ServiceRunner, name: str) -> int:
+    (row,) = await fetch_rows(
+        runner.database_url,
+        "SELECT count(*) AS n FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
+        name,
+    )
+    return int(row["n"])
+
+
+async def test_a_hot_instance_answers_its_user_between_turns_of_its_backlog(
+    runner: ServiceRunner,
+) -> None:
+    """A backlog that arrives while the actor runs is applied a turn (GROUP_ROWS rows) at a
+    time: a call queued meanwhile is answered after the turn in progress, not after the whole
+    backlog, and the backlog is still applied once each, in order, without another doorbell."""
+    user = uuid.uuid4()
+    name = f"user_{user}"
+    service = await runner.start()
+    async with http(service.url, timeout=60) as client:
+        answer = await client.post("/api/whatsapp/connect", headers=auth(user_token(user)))
+        assert answer.status_code == 200
+        ids = [f"3EB0HOTB{n:08d}" for n in range(8 * GROUP_ROWS)]
+        await _store_while_down(runner, name, ids[:-1], "hot")  # stored, nobody rang yet
+        last = envelope(
+            "messages.upsert", name, text_message(ids[-1], "5511977000000@s.whatsapp.net", "fim")
+        )
+        rang = await client.post("/api/webhook/whatsapp", json=last, headers=WEBHOOK_HEADERS)
+        assert rang.status_code == 200
+        changed = await client.patch(
+            "/api/whatsapp/settings", headers=auth(user_token(user)), json={"auto_reply": False}
+        )
+        assert changed.status_code == 200
+        left = await _pending(runner, name)
+    # Answered between turns: most of the backlog was still waiting (before this change the
+    # call waited for all of it).
+    assert left >= 4 * GROUP_ROWS, left
+    await eventually(lambda: inbox_settled(runner.database_url, name), timeout=60)
+    stored = await fetch_rows(
+        runner.database_url,
+        "SELECT wa_message_id FROM messages WHERE instance_name = $1 ORDER BY seq",
+        name,
+    )
+    assert [r["wa_message_id"] for r in stored] == ids
 
 
 async def test_a_poisoned_row_in_a_big_group_is_settled_alone_and_the_rest_in_groups(

@@ -67,6 +67,8 @@ class InboxDrain:
         self.host = host
         self.cursor = 0  # the last row applied (or settled) by this actor
         self._decided = False  # the last transaction recorded an auto-reply decision
+        # The last turn fetched a full group: rows may still be pending (see `drain_turn`).
+        self.behind = False
 
     async def _decide(self, conn: Any, applied: Applied) -> None:
         if await self.host.decide_replies(conn, applied):
@@ -84,6 +86,15 @@ class InboxDrain:
         self.host.mailbox.answer_doorbell()
         while await self._drain_round():
             pass
+        self.behind = False
+
+    async def drain_turn(self) -> None:
+        """Apply at most one round (GROUP_ROWS rows) of the stored rows, leaving `behind` set
+        when more may be pending.  The actor takes its queued letters between turns: a hot
+        instance whose backlog never clears still answers its user's calls within a turn,
+        instead of after the whole backlog (or never)."""
+        self.host.mailbox.answer_doorbell()
+        self.behind = await self._drain_round()
 
     async def _drain_round(self) -> bool:
         """Fetch the next rows, applying their leading group in the same unit of work, then

@@ -183,12 +183,20 @@ class InstanceActor:
         while not self.snapshot.deleted:  # a new row under this name gets a new actor
             if self._composer_wanted and self._composer is None:
                 return False
-            letter = await self.mailbox.get()
-            await self._deliver(letter)
+            behind = self._drain is not None and self._drain.behind
+            if behind:
+                # A backlog left by the last turn: a letter already queued goes first, one
+                # between turns, and an empty mailbox does not hold the backlog up.
+                try:
+                    await self._deliver(self.mailbox.get_nowait())
+                except trio.WouldBlock:
+                    await trio.lowlevel.checkpoint()
+            else:
+                await self._deliver(await self.mailbox.get())
             # Not once deleted: rows stored since then under this name belong to no row or
             # to the row that replaced it (its own actor), never to this snapshot.
-            if not self.snapshot.deleted and self.mailbox.answer_doorbell():
-                await self._inbox.drain()
+            if not self.snapshot.deleted and (self.mailbox.answer_doorbell() or behind):
+                await self._inbox.drain_turn()
         return True
 
     async def _deliver(self, letter: Letter) -> None:
@@ -219,7 +227,7 @@ class InstanceActor:
                 await self.feed(LogoutRequested())
                 return self.snapshot
             case DrainInbox():
-                await self._inbox.drain()
+                await self._inbox.drain_turn()
                 return None
             case HealthTick():
                 await self.feed(Tick())
