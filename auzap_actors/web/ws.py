@@ -38,6 +38,7 @@ from ..actors.facade import (
     wire_bytes,
 )
 from ..core.views import encode_frame, instance_view
+from ..core.webhook import WebhookError, decode_json
 from .auth import AuthError
 from .context import WebContext, context, user_tokens
 
@@ -45,6 +46,7 @@ sockets = Blueprint("sockets", __name__)
 
 CLOSE_TRY_AGAIN = 1013
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011  # a bug in the socket's handler (logged); the browser reconnects
 CLOSE_TOKEN_EXPIRED = 4401  # CONTRACT §4's code for a refused token, also used at expiry
 CLOSE_TOO_MANY_SOCKETS = 4409  # the user opened more than AUZAP_WS_PER_USER: the oldest goes
 MAX_CLIENT_FRAME = 4096
@@ -87,58 +89,75 @@ async def browser_socket() -> Response | None:
             return _reject(503, "too_many_sockets", f"{exc} Retry shortly.", {"Retry-After": "5"})
         await websocket.accept()
         try:
-            await _send_opening(actors, user)
-        except DatabaseUnavailable:
-            # Upgraded already, so no 503: the browser reconnects on 1013 as for a socket cut
-            # off, and gets its snapshot then (a burst of reconnections can exhaust the pool).
-            await websocket.close(CLOSE_TRY_AGAIN, "database unavailable, reconnect")
-            return None
-
-        async def read_client() -> None:
-            while True:
-                raw = await websocket.receive()
-                if isinstance(raw, str) and len(raw) <= MAX_CLIENT_FRAME:
-                    try:
-                        message = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if isinstance(message, dict) and message.get("type") == "ping":
-                        sub.offer(PONG)
-
-        # The token is checked once, at the upgrade; the socket ends when the token does, and
-        # the browser comes back with a fresh one.
-        expires = float("inf")
-        if user.expires_at is not None:
-            expires = trio.current_time() + max(0.0, user.expires_at - time.time())
-        extensions: dict[str, Any] = websocket.scope.get("extensions") or {}
-        direct: DirectWriter | None = extensions.get(DIRECT_SOCKET)
-        with trio.move_on_at(expires) as expiry:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(read_client)
-                sub.direct = direct
-                if direct is None:
-                    async for text in sub.receive:
-                        if sub.evicted:
-                            break  # the newer socket starts from a fresh snapshot anyway
-                        await websocket.send(text)
-                        sub.written(1)
-                else:
-                    await _write_queued(sub, direct)
-                # The hub cut us off: we fell behind, a newer socket of this user evicted us,
-                # or the service is shutting down.
-                nursery.cancel_scope.cancel()
-        rest = sub.detach()
-        if rest and direct is not None:
-            await direct.send_all(rest)  # the end of a frame already begun on the wire
-        if expiry.cancelled_caught:
-            await websocket.close(CLOSE_TOKEN_EXPIRED, "token expired")
-        elif sub.evicted:
-            await websocket.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
-        elif sub.overflowed:
-            await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
-        else:
-            await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
+            await _serve_accepted(actors, user, sub)
+        except Exception:
+            # A bug: the app's error handler logs it with its traceback (web/app.py `_bug`);
+            # the browser hears 1011 and reconnects, not quart's 1000 (a normal end).
+            try:
+                await websocket.close(CLOSE_INTERNAL_ERROR, "internal error")
+            except Exception:
+                pass  # the connection is already gone or closed
+            raise
     return None
+
+
+async def _serve_accepted(actors: Actors, user: UserRef, sub: Subscription) -> None:
+    """An upgraded socket: its opening frames, then what the hub publishes, until the token
+    expires or the hub cuts it off; then its closing frame."""
+    try:
+        await _send_opening(actors, user)
+    except DatabaseUnavailable:
+        # Upgraded already, so no 503: the browser reconnects on 1013 as for a socket cut
+        # off, and gets its snapshot then (a burst of reconnections can exhaust the pool).
+        await websocket.close(CLOSE_TRY_AGAIN, "database unavailable, reconnect")
+        return
+
+    async def read_client() -> None:
+        while True:
+            raw = await websocket.receive()
+            if isinstance(raw, str) and len(raw) <= MAX_CLIENT_FRAME:
+                try:
+                    # The service's strict decoder: a frame nested too deep is skipped like
+                    # any invalid one, never a RecursionError that ends the socket.
+                    message = decode_json(raw.encode())
+                except WebhookError:
+                    continue
+                if isinstance(message, dict) and message.get("type") == "ping":
+                    sub.offer(PONG)
+
+    # The token is checked once, at the upgrade; the socket ends when the token does, and
+    # the browser comes back with a fresh one.
+    expires = float("inf")
+    if user.expires_at is not None:
+        expires = trio.current_time() + max(0.0, user.expires_at - time.time())
+    extensions: dict[str, Any] = websocket.scope.get("extensions") or {}
+    direct: DirectWriter | None = extensions.get(DIRECT_SOCKET)
+    with trio.move_on_at(expires) as expiry:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_client)
+            sub.direct = direct
+            if direct is None:
+                async for text in sub.receive:
+                    if sub.evicted:
+                        break  # the newer socket starts from a fresh snapshot anyway
+                    await websocket.send(text)
+                    sub.written(1)
+            else:
+                await _write_queued(sub, direct)
+            # The hub cut us off: we fell behind, a newer socket of this user evicted us,
+            # or the service is shutting down.
+            nursery.cancel_scope.cancel()
+    rest = sub.detach()
+    if rest and direct is not None:
+        await direct.send_all(rest)  # the end of a frame already begun on the wire
+    if expiry.cancelled_caught:
+        await websocket.close(CLOSE_TOKEN_EXPIRED, "token expired")
+    elif sub.evicted:
+        await websocket.close(CLOSE_TOO_MANY_SOCKETS, "too many sockets for this user")
+    elif sub.overflowed:
+        await websocket.close(CLOSE_TRY_AGAIN, "too slow, reconnect")
+    else:
+        await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
 
 
 async def _send_opening(actors: Actors, user: UserRef) -> None:
