@@ -118,6 +118,11 @@ def test_bench_fanout_times_a_frame_on_every_socket() -> None:
     assert report["frames_per_round"]["median"] == 15  # 3 webhooks x 5 sockets
     assert report["frame_p99_ms"]["median"] >= report["frame_p50_ms"]["median"] > 0
     assert report["noop_p99_ms"]["median"] > 0
+    # The same client against the bare server: every frame came, and the floor is the
+    # service's acknowledgement plus the bare fan-out.
+    assert report["bare_frame_p99_ms"]["median"] >= report["bare_frame_p50_ms"]["median"] > 0
+    assert report["floor_p99_ms"] >= report["webhook_ack_p50_ms"]["median"] - 0.01
+    assert report["floor_p99_ratio"] > 0
 
 
 def test_bench_ingest_vs_baseline_runs_the_reference_server() -> None:

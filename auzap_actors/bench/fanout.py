@@ -8,6 +8,11 @@ socket; the client times each frame from the moment it sent the webhook, and tim
 route's request on the same connection, alternating with the webhooks (the side-by-side
 baseline).  The frame latency includes the whole path: the webhook stored and acknowledged,
 the inbox's doorbell, the actor applying the row, the hub's fan-out, and 1,000 socket writes.
+
+Then the same client, sockets and webhooks run against a bare server (`bench.bare_fanout`:
+no database, no framework, one write per socket): its frame latency is what this machine's
+loopback and the client cost before any work of the service.  The floor reported is the
+service's acknowledgement (the event stored durably) plus that bare fan-out.
 """
 
 from __future__ import annotations
@@ -45,26 +50,16 @@ def fanout(options: FanoutOptions) -> dict[str, Any]:
         ]
         say(f"{options.sockets} sockets subscribing, then {options.rounds} x {options.posts}"
             " webhooks")  # fmt: skip
-        command = [
-            sys.executable, "-m", "auzap_actors.bench.subscribers",
-            "--port", str(stack.port), "--instance", stack.instances[0],
-            "--run-id", uuid.uuid4().hex[:8], "--rounds", str(options.rounds),
-            "--posts", str(options.posts),
-        ]  # fmt: skip
-        done = subprocess.run(
-            command,
-            input=json.dumps(tokens).encode(),
-            env={**os.environ, "AUZAP_WEBHOOK_SECRET": stack.webhook_secret},
-            capture_output=True,
-            timeout=600 + options.rounds * options.posts * 12,
-            check=False,
-        )
-        if done.returncode != 0:
+        try:
+            result = _subscribe(stack.port, stack.instances[0], tokens, stack.webhook_secret,
+                                options)  # fmt: skip
+        except RuntimeError as exc:
             raise RuntimeError(
-                f"the subscribers failed: {done.stderr.decode()[-3000:]}\n"
-                f"the service's log ends: {_tail(stack.service_log)}"
-            )
-        result: dict[str, Any] = json.loads(done.stdout)
+                f"{exc}\nthe service's log ends: {_tail(stack.service_log)}"
+            ) from exc
+    say(f"the same client against a bare server (no database, no framework): {options.sockets}"
+        " sockets, the same webhooks")  # fmt: skip
+    bare = _against_bare_server(stack.instances[0], tokens, options)
     rounds = result["rounds"]
     for n, row in enumerate(rounds, 1):
         say(
@@ -72,17 +67,25 @@ def fanout(options: FanoutOptions) -> dict[str, Any]:
             f" no-op p50 {row['noop_p50_ms']} ms p99 {row['noop_p99_ms']} ms"
         )
 
-    def figure(key: str) -> dict[str, float]:
-        return summary([float(row[key]) for row in rounds])
+    def figure(key: str, source: list[dict[str, Any]] = rounds) -> dict[str, float]:
+        return summary([float(row[key]) for row in source])
 
     p99_ratio = summary([row["frame_p99_ms"] / max(row["noop_p99_ms"], 1e-9) for row in rounds])
+    # What the frame's p99 cannot go under here: the service's acknowledgement (the event
+    # stored durably, before anything is applied) plus the bare server's fan-out (its frame
+    # p99 less its own acknowledgement).
+    bare_fan_out = (
+        figure("frame_p99_ms", bare["rounds"])["median"]
+        - figure("webhook_ack_p50_ms", bare["rounds"])["median"]
+    )
+    floor_ms = figure("webhook_ack_p50_ms")["median"] + bare_fan_out
     return {
         "scenario": "fanout",
         "sockets": result["sockets"],
         "rounds": options.rounds,
         "posts_per_round": options.posts,
         "sockets_open_s": result["open_s"],
-        "missing_frames": result["missing_frames"],
+        "missing_frames": result["missing_frames"] + bare["missing_frames"],
         "frames_per_round": figure("frames"),
         "frame_p50_ms": figure("frame_p50_ms"),
         "frame_p99_ms": figure("frame_p99_ms"),
@@ -95,7 +98,60 @@ def fanout(options: FanoutOptions) -> dict[str, Any]:
         "webhook_ack_p99_ms": figure("webhook_ack_p99_ms"),
         "p99_ratio": p99_ratio["median"],
         "p99_ratio_spread": p99_ratio,
+        "bare_frame_p50_ms": figure("frame_p50_ms", bare["rounds"]),
+        "bare_frame_p99_ms": figure("frame_p99_ms", bare["rounds"]),
+        "bare_first_frame_p99_ms": figure("first_frame_p99_ms", bare["rounds"]),
+        "bare_webhook_ack_p50_ms": figure("webhook_ack_p50_ms", bare["rounds"]),
+        "floor_p99_ms": round(floor_ms, 2),
+        "floor_p99_ratio": round(floor_ms / max(figure("noop_p99_ms")["median"], 1e-9), 2),
     }
+
+
+def _subscribe(
+    port: int, instance: str, tokens: list[str], secret: str, options: FanoutOptions
+) -> dict[str, Any]:
+    """Run the client process (`bench.subscribers`) against `port`; its JSON result."""
+    command = [
+        sys.executable, "-m", "auzap_actors.bench.subscribers",
+        "--port", str(port), "--instance", instance,
+        "--run-id", uuid.uuid4().hex[:8], "--rounds", str(options.rounds),
+        "--posts", str(options.posts),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command,
+        input=json.dumps(tokens).encode(),
+        env={**os.environ, "AUZAP_WEBHOOK_SECRET": secret},
+        capture_output=True,
+        timeout=600 + options.rounds * options.posts * 12,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the subscribers failed: {done.stderr.decode()[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _against_bare_server(
+    instance: str, tokens: list[str], options: FanoutOptions
+) -> dict[str, Any]:
+    """The same client, sockets and webhooks against `bench.bare_fanout`: the floor."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "auzap_actors.bench.bare_fanout"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        port = int(server.stdout.readline())
+        return _subscribe(port, instance, tokens, "unused", options)
+    finally:
+        if server.stdin is not None:
+            server.stdin.close()  # its signal to stop
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def render(report: dict[str, Any]) -> list[str]:
@@ -115,4 +171,9 @@ def render(report: dict[str, Any]) -> list[str]:
         f" webhook acknowledged p50 {s('webhook_ack_p50_ms')} ms",
         f"p99 ratio (frame / no-op) {report['p99_ratio']:.3g}"
         f" ({report['p99_ratio_spread']['min']:.3g}-{report['p99_ratio_spread']['max']:.3g})",
+        f"bare server (no database, no framework, the same client): frame p50"
+        f" {s('bare_frame_p50_ms')} ms, p99 {s('bare_frame_p99_ms')} ms, first socket p99"
+        f" {s('bare_first_frame_p99_ms')} ms, answer p50 {s('bare_webhook_ack_p50_ms')} ms",
+        f"floor (the service's acknowledgement + the bare fan-out): p99 {report['floor_p99_ms']:g}"
+        f" ms = {report['floor_p99_ratio']:g} x the no-op p99",
     ]

@@ -11,13 +11,14 @@ still waiting are `missing_frames`).  All clocks are this process's `time.perf_c
 clock is compared across processes.
 
 The client is one thread of blocking code around one `epoll` over all sockets: each socket's
-bytes are timed when they are read, before any parsing.  The webhook's answer is read before
-the frames: a frame can only come after the apply's own transaction, which starts after the
-row the answer acknowledges has committed, and any frame that still came first would be timed
-later than it arrived, never earlier.  On 2 shared cores the client's own
-cost is part of every figure; a task per socket (trio) spent about 20 ms of CPU to read 1,000
-frames and, sharing the cores with the service, took 45-100 ms to read 1,000 frames a bare
-server had written in 10-20 ms; this loop reads them in a few ms.  The WebSocket side is a
+bytes are timed when they are read, and every socket ready at once is read before any is
+parsed.  The webhook's answer is read before the frames: a frame can only come after the
+apply's own transaction, which starts after the row the answer acknowledges has committed,
+and any frame that still came first would be timed later than it arrived, never earlier.  On
+2 shared cores the client's own cost is part of every figure; a task per socket (trio) spent
+about 20 ms of CPU to read 1,000 frames and, sharing the cores with the service, took 45-100
+ms to read 1,000 frames a bare server had written in 10-20 ms; this loop reads them in a few
+ms (`bench.bare_fanout` measures it against a server that only writes).  The WebSocket side is a
 minimal RFC 6455 reader (the server's frames are unmasked; the client sends only pongs).
 """
 
@@ -162,10 +163,13 @@ class Fleet:
             events = self.epoll.poll(timeout)
             if not events and timeout == 0:
                 return
+            # Every ready socket read (and timed) first, then parsed: the parsing of the
+            # first sockets must not delay the reading, and so the timing, of the last.
+            reads = []
             for fd, _ in events:
                 sub = self.by_fd[fd]
-                chunk = sub.sock.recv(RECEIVE)
-                got_at = time.perf_counter()
+                reads.append((sub, sub.sock.recv(RECEIVE), time.perf_counter()))
+            for sub, chunk, got_at in reads:
                 if not chunk:
                     raise ProtocolError("the service closed a socket")
                 sub.buf += chunk
