@@ -50,6 +50,8 @@ from hypercorn.typing import (
 )
 from hypercorn.utils import repr_socket_addr, wrap_app
 
+from .actors.hub import DIRECT_SOCKET
+
 log = logging.getLogger(__name__)
 
 SEND_BUFFER_BYTES = 256 * 1024  # the kernel doubles it for its bookkeeping
@@ -66,8 +68,6 @@ REFUSAL = (
     b"connection: close\r\n"
     b"content-length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\n\r\n" + _REFUSAL_BODY
 )
-# The key of a WebSocket scope's extensions that holds its connection's DirectSocket.
-DIRECT_SOCKET = "auzap.direct_socket"
 
 
 @dataclass(frozen=True, slots=True)

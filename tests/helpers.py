@@ -21,6 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import WebSocketConnection
 
 from auzap_actors.actors.messages import Barrier
+from auzap_actors.core.health import HealthState
+from auzap_actors.core.state import InstanceState, Status
+from auzap_actors.core.views import InstanceSnapshot
 from auzap_actors.serve import Running
 from auzap_actors.store.db import open_pool
 from auzap_actors.web.auth import mint_user_token
@@ -301,3 +304,16 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum over every sample of `name` whose labels include `labels`."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
+def open_snapshot(health: HealthState | None = None) -> InstanceSnapshot:
+    """An instance open and healthy, as the step sees it (for tests of the pure core)."""
+    return InstanceSnapshot(
+        "user_x",
+        "u1",
+        "o1",
+        state=InstanceState(Status.OPEN, phone_number="5511999999999"),
+        health=health or HealthState(status="healthy", healthy_since=0.0),
+        in_evolution=True,
+        full_check_in=3,
+    )

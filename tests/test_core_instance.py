@@ -49,20 +49,10 @@ from auzap_actors.core.state import (
 )
 from auzap_actors.core.views import InstanceSnapshot
 
+from .helpers import open_snapshot
+
 POLICY = HealthPolicy(interval_s=60, alert_threshold=2, max_failures=3, max_reconnects=3)
 QR = "data:image/png;base64,AAA"
-
-
-def _open_snapshot() -> InstanceSnapshot:
-    return InstanceSnapshot(
-        "user_x",
-        "u1",
-        "o1",
-        state=InstanceState(Status.OPEN, phone_number="5511999999999"),
-        health=HealthState(status="healthy", healthy_since=0.0),
-        in_evolution=True,
-        full_check_in=3,
-    )
 
 
 def _fresh_snapshot() -> InstanceSnapshot:
@@ -139,7 +129,7 @@ def _check(run: Run, state: str, reason: int | None = None) -> list[Effect]:
 
 
 def test_a_silent_drop_alerts_at_two_and_reconnects_at_three_then_says_reconnected() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     first = _check(run, "connecting")
     # Open is never seen beside a failed check: the status moves in the same step.
     assert run.snap.state.status is Status.CONNECTING and run.snap.health.status == "unhealthy"
@@ -159,7 +149,7 @@ def test_a_silent_drop_alerts_at_two_and_reconnects_at_three_then_says_reconnect
 
 
 def test_a_logout_seen_by_a_check_is_final() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     effects = _check(run, "close", 401)
     assert run.snap.state.status is Status.DISCONNECTED
     assert not run.snap.health.expect_open
@@ -180,7 +170,7 @@ def test_connect_creates_the_instance_in_evolution_first() -> None:
 
 
 def test_settings_are_written_only_when_they_change() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     effects = run.take(SettingsChanged(auto_reply=True, prompt="Be brief."))
     assert effects == [Persist()]
     assert run.snap.auto_reply and run.snap.auto_reply_prompt == "Be brief."
@@ -198,7 +188,7 @@ def test_settings_are_written_only_when_they_change() -> None:
 
 
 def test_boot_resumes_a_session_that_closed_while_down() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     effects = run.take(Boot())
     assert effects == [SyncWebhook(), RunCheck("boot", full=False, shared=True)]
     resume = run.take(Observed("boot", "close", 428))
@@ -208,7 +198,7 @@ def test_boot_resumes_a_session_that_closed_while_down() -> None:
 
 
 def test_every_fifth_check_is_a_full_one_and_evolution_forgetting_means_create_again() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     fulls = []
     for _ in range(10):
         run.now += 60
@@ -224,7 +214,7 @@ def test_every_fifth_check_is_a_full_one_and_evolution_forgetting_means_create_a
 
 
 def test_evolution_unreachable_blames_no_instance() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     for _ in range(6):
         run.now += 60
         run.take(Tick())
@@ -287,7 +277,7 @@ def test_a_qr_flow_refused_by_whatsapp_still_ends() -> None:
 
 
 def test_the_users_logout_makes_evolutions_late_logout_stale() -> None:
-    run = Run(_open_snapshot())
+    run = Run(open_snapshot())
     asked = run.take(LogoutRequested())
     assert CallLogout() in asked and run.snap.state.sessionless
     # Evolution logs out asynchronously; the user connects again before its close/401 comes.
@@ -342,7 +332,7 @@ inputs: st.SearchStrategy[Input] = st.one_of(
     ),
 )
 starts = st.sampled_from(
-    [_open_snapshot(), InstanceSnapshot("user_x", "u1", "o1", in_evolution=True), _fresh_snapshot()]
+    [open_snapshot(), InstanceSnapshot("user_x", "u1", "o1", in_evolution=True), _fresh_snapshot()]
 )
 LOGOUTS = (LogoutRequested, LoggedOut)
 

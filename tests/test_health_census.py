@@ -24,7 +24,7 @@ from auzap_actors.evolution.census import Census
 from auzap_actors.evolution.retry import RetryPolicy
 from auzap_actors.evolution.simulator import SimulatorConfig, serve_simulator
 
-from .helpers import sim_post_ok
+from .helpers import open_snapshot, sim_post_ok
 
 API_KEY = "census-key"
 NO_RETRY = RetryPolicy(attempts=1)
@@ -164,15 +164,7 @@ async def test_only_an_open_is_taken_from_the_census(sim: tuple[str, httpx.Async
 
 def test_the_step_shares_only_periodic_checks_of_healthy_instances() -> None:
     policy = HealthPolicy(interval_s=60)
-    healthy = InstanceSnapshot(
-        "user_x",
-        "u1",
-        "o1",
-        state=InstanceState(Status.OPEN, phone_number="5511999999999"),
-        health=HealthState(status="healthy", healthy_since=0.0),
-        in_evolution=True,
-        full_check_in=3,
-    )
+    healthy = open_snapshot()
 
     def check(snap: InstanceSnapshot, item: Tick | Boot | None = None) -> RunCheck:
         _, effects = step(snap, item or Tick(), 1000.0, policy, 0.5)
@@ -200,15 +192,7 @@ def test_an_unchanged_check_writes_nothing_a_changed_one_is_written_first() -> N
     """Health is persisted when a reader needs the change (status, failures), not for a new
     `last_check_at`: 10,000 healthy instances' checks write no row."""
     policy = HealthPolicy(interval_s=60)
-    snap = InstanceSnapshot(
-        "user_x",
-        "u1",
-        "o1",
-        state=InstanceState(Status.OPEN, phone_number="5511999999999"),
-        health=HealthState(status="healthy", healthy_since=0.0, last_check_at=900.0),
-        in_evolution=True,
-        full_check_in=3,
-    )
+    snap = open_snapshot(HealthState(status="healthy", healthy_since=0.0, last_check_at=900.0))
     same, effects = step(snap, Observed("periodic", "open"), 1000.0, policy, 0.5)
     assert Persist() not in effects
     assert same.health.last_check_at == 1000.0  # kept in memory for the views

@@ -38,7 +38,7 @@ from ..store.export import export_lines
 from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
-from .hub import DirectWriter, Hub, SocketsFull, Subscription, wire_bytes
+from .hub import DIRECT_SOCKET, DirectWriter, Hub, SocketsFull, Subscription, wire_bytes
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
 from .messages import (
     ChangeSettings,
@@ -55,6 +55,7 @@ from .selection import database as _database
 from .supervisor import Child, Supervisor
 
 __all__ = [
+    "DIRECT_SOCKET",
     "METRICS_CONTENT_TYPE",
     "ActorError",
     "ActorUnavailable",

@@ -60,6 +60,11 @@ def wire_bytes(item: str | bytes) -> bytes:
     return item.wire() if isinstance(item, Frame) else text_frame(item)
 
 
+# The key of a WebSocket scope's extensions under which the launcher (`http_server`) hands the
+# socket's handler its connection's DirectWriter.
+DIRECT_SOCKET = "auzap.direct_socket"
+
+
 class DirectWriter(Protocol):
     """A browser socket's transport, as the launcher exposes it (`http_server.DirectSocket`)."""
 

@@ -29,6 +29,7 @@ import trio
 from quart import Blueprint, Response, websocket
 
 from ..actors.facade import (
+    DIRECT_SOCKET,
     Actors,
     DatabaseUnavailable,
     DirectWriter,
@@ -51,7 +52,6 @@ CLOSE_TOKEN_EXPIRED = 4401  # CONTRACT §4's code for a refused token, also used
 CLOSE_TOO_MANY_SOCKETS = 4409  # the user opened more than AUZAP_WS_PER_USER: the oldest goes
 MAX_CLIENT_FRAME = 4096
 PONG = json.dumps({"type": "pong"})
-DIRECT_SOCKET = "auzap.direct_socket"  # http_server.DIRECT_SOCKET (web/ does not import it)
 
 
 def _origin_allowed(svc: WebContext) -> bool:
