@@ -1,7 +1,7 @@
-"""The request models of web/models.py: what they accept, the 400 each refusal becomes (its
-code, a message naming the field), and that the schema they give `/openapi.json` states the
-same bounds.  Pure: no service (the routes are covered by test_settings.py,
-test_messages_flow.py and the schemathesis run of test_openapi.py)."""
+"""The request models of web/models.py, parsed by web/request_parsing.py: what they accept,
+the 400 each refusal becomes (its code, a message naming the field), and that the schema they
+give `/openapi.json` states the same bounds.  Pure: no service (the routes are covered by
+test_settings.py, test_messages_flow.py and the schemathesis run of test_openapi.py)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from auzap_actors.web.models import (
     PageQuery,
     SendMessage,
     SettingsChange,
-    parse_body,
-    parse_query,
 )
+from auzap_actors.web.request_parsing import parse_body, parse_query
 
 
 def _refused(model: Any, body: Any) -> tuple[str, str]:

@@ -11,7 +11,6 @@ and the instance's actor serialises everything done with Evolution.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
@@ -34,10 +33,9 @@ from ..observability.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ..observability.metrics import Metrics
 from ..store import instances
 from ..store.export import encode_line as encode_export_line
-from ..store.export import export_lines
-from ..store.faults import is_transient
 from ..store.inbox import InboxEntry, InboxRejected, InboxUnavailable, InboxWriter
 from ..store.views import list_conversations, list_messages
+from .export_stream import open_export
 from .hub import DIRECT_SOCKET, DirectWriter, Hub, SocketsFull, Subscription, wire_bytes
 from .mailbox import ActorError, ActorUnavailable, CallTimeout, DatabaseUnavailable, MailboxFull
 from .messages import (
@@ -99,9 +97,6 @@ class IntakeUnavailable(ActorError):
 
 class AutoReplyUnavailable(ActorError):
     """Auto-reply cannot be turned on: no AI responder is configured (409)."""
-
-
-log = logging.getLogger(__name__)
 
 
 class Actors:
@@ -315,25 +310,11 @@ class Actors:
     async def export(
         self, user: UserRef, instance: str | None = None
     ) -> AsyncGenerator[dict[str, Any], None]:
-        """The user's backup, line by line (store/export.py): UnknownActor when the user has
-        no instance, DatabaseUnavailable when the database is away before the first line.
-
-        The header and the first page are read here, before anything is sent; a database
-        lost later ends the stream early, without its `end` line (the reader sees the file
-        is incomplete).  The caller must exhaust or `aclose()` what this returns."""
+        """The user's backup, line by line, as `export_stream.py` reads it: UnknownActor when
+        the user has no instance, DatabaseUnavailable when the database is away before the
+        first line.  The caller must exhaust or `aclose()` what this returns."""
         name = await self.selection.required(user.user_id, instance)
-        exported_at = datetime.fromtimestamp(self.now(), UTC)
-        lines = export_lines(self._pool, name, exported_at)
-        ahead: list[dict[str, Any]] = []
-        try:
-            async with _database():
-                # The header, and the first line read from the database (or the end line).
-                ahead.append(await anext(lines))
-                ahead.append(await anext(lines))
-        except BaseException:
-            await lines.aclose()
-            raise
-        return _export_stream(ahead, lines)
+        return await open_export(self._pool, name, datetime.fromtimestamp(self.now(), UTC))
 
     @contextmanager
     def subscribe(self, user: UserRef) -> Iterator[Subscription]:
@@ -416,20 +397,3 @@ class Actors:
     async def readiness(self) -> dict[str, Any]:
         """`/readyz`: `reasons` is empty when this node can take traffic."""
         return await self.operators.readiness(self.inbox_writer)
-
-
-async def _export_stream(
-    ahead: list[dict[str, Any]], lines: AsyncGenerator[dict[str, Any], None]
-) -> AsyncGenerator[dict[str, Any], None]:
-    try:
-        for line in ahead:
-            yield line
-        try:
-            async for line in lines:
-                yield line
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("export ended early, the database is away: %r", exc)
-    finally:
-        await lines.aclose()

@@ -1,7 +1,8 @@
 """The supervisor: one child task per instance actor, restarts with backoff under a restart
 budget, parks an actor that keeps crashing and revives it after a growing cool-down, waits out
 a database outage without counting it as a crash, and never lets one actor's failure reach
-another.
+another.  What is done when an actor's run fails (wait, restart, park, revive) is
+`recovery.py`; this module decides which, and owns the records and the nursery.
 
 Background work runs in the supervisor's own nursery (started by the launcher), never in
 quart-trio's `app.nursery`, whose failures would be silent.
@@ -10,17 +11,14 @@ quart-trio's `app.nursery`, whose failures would be silent.
 from __future__ import annotations
 
 import logging
-import random
-import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
 
 from ..core.errors import root_cause
 from ..core.instance import wants_health_tick
-from ..core.supervision import RestartPolicy, decide_restart, outage_delay, park_delay
+from ..core.supervision import RestartPolicy
 from ..core.views import InstanceSnapshot
 from ..observability.logs import clear_correlation, current_correlation
 from ..observability.metrics import Metrics
@@ -33,6 +31,7 @@ from .health_timer import HealthScheduler, TickResult
 from .instance_actor import InstanceActor, InstanceGone, Preload, Started
 from .mailbox import ActorUnavailable, Mailbox, MailboxFull
 from .messages import DrainInbox, HealthTick
+from .recovery import after_crash, retry_while_database_is_away, wait_for_database
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class Supervisor:
                 nursery.start_soon(self.health.run)
                 task_status.started()
                 if boot:
-                    await self._retry_while_database_is_away("boot", self._boot)
+                    await retry_while_database_is_away("boot", self._boot, self.policy)
                 while doorbell is not None:
                     self.notify_inbox(await doorbell.wait())
                 await trio.sleep_forever()
@@ -328,10 +327,10 @@ class Supervisor:
                         # An actor that had started begins a new outage; one that could not
                         # even load its state waits longer each time.
                         outages = 1 if ready.fired else outages + 1
-                        await self._wait_for_database(child, cause, outages)
+                        await wait_for_database(child, cause, outages, self.policy)
                         continue
                     outages = 0
-                    if not await self._after_crash(child, exc, cause):
+                    if not await after_crash(child, exc, cause, self.policy, self.metrics):
                         break
         if child.deleted and self._children.get(child.name) is child and self._nursery:
             # Rows stored while it was ending (after its delete) are nobody's: flagged orphans.
@@ -340,62 +339,3 @@ class Supervisor:
         child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is {child.status}"))
         child.ready.set()
         child.stopped.set()
-
-    async def _wait_for_database(self, child: Child, cause: BaseException, outages: int) -> None:
-        child.status = "waiting_for_database"
-        child.last_error = f"waiting for the database: {type(cause).__name__}: {cause}"
-        child.ready.set()  # callers get DatabaseUnavailable (503) instead of waiting
-        delay = outage_delay(outages, self.policy, random.random())
-        log.warning(
-            "actor %s waits %.1f s for the database (%s: %s)",
-            child.name,
-            delay,
-            type(cause).__name__,
-            cause,
-        )
-        await trio.sleep(delay)
-
-    async def _after_crash(self, child: Child, exc: BaseException, cause: BaseException) -> bool:
-        """Count a crash; False when the actor must end (never: a parked one is revived)."""
-        error_id = uuid.uuid4().hex[:12]
-        child.last_error = f"[{error_id}] {type(cause).__name__}: {cause}"
-        log.error("actor %s crashed (error %s)", child.name, error_id, exc_info=exc)
-        decision = decide_restart(child.crash_history, trio.current_time(), self.policy)
-        child.crash_history = decision.history
-        if decision.restart:
-            child.restarts += 1
-            self.metrics.actor_restarted("crash")
-            child.status = "restarting"
-            await trio.sleep(decision.delay_s)
-            return True
-        child.parkings += 1
-        self.metrics.actor_parked()
-        cool_down = park_delay(child.parkings, self.policy)
-        child.status = "crashed"
-        child.revive_at = time.time() + cool_down
-        child.ready.set()
-        child.mailbox.drain_with(ActorUnavailable(f"the actor of {child.name} is crashed"))
-        log.error("actor %s parked: restart budget spent; revived in %.0f s", child.name, cool_down)
-        await trio.sleep(cool_down)
-        child.crash_history, child.revive_at = (), None
-        child.restarts += 1
-        self.metrics.actor_restarted("revival")
-        log.warning("reviving parked actor %s (parking %d)", child.name, child.parkings)
-        return True
-
-    async def _retry_while_database_is_away(
-        self, what: str, work: Callable[[], Awaitable[None]]
-    ) -> None:
-        """Run `work`; while the database is away, wait and run it again."""
-        failures = 0
-        while True:
-            try:
-                await work()
-                return
-            except Exception as exc:
-                if not is_transient(root_cause(exc)):
-                    raise
-                failures += 1
-                delay = outage_delay(failures, self.policy, random.random())
-                log.warning("%s waits %.1f s for the database: %r", what, delay, exc)
-                await trio.sleep(delay)

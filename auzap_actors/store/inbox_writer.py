@@ -26,7 +26,8 @@ default), so a database that restarted while nothing arrived is usually reconnec
 the next webhook; when it is not, that webhook's batch meets the dead link and is retried once
 on a fresh connection, so it is stored all the same.  Every
 statement has a timeout on the server (`statement_timeout`) and, a little longer, on our side:
-a TCP link that went silent cannot hold the webhooks until the kernel gives up.
+a TCP link that went silent cannot hold the webhooks until the kernel gives up.  That
+connection, with its timeouts and its failure counts, is `inbox_link.py`.
 """
 
 from __future__ import annotations
@@ -39,15 +40,11 @@ from typing import Any
 import asyncpg
 import trio
 
-from .db import DirectConnection
 from .faults import backoff_delay, is_data_error, is_transient, sqlstate
 from .inbox_entry import InboxEntry, InboxRejected, InboxUnavailable, payload_text
+from .inbox_link import InboxLink, describe
 
 log = logging.getLogger(__name__)
-
-# How much longer than the server's statement_timeout we wait before cutting the link ourselves:
-# a server that answers reports its own timeout (57014) first.
-_CLIENT_TIMEOUT_MARGIN_S = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -60,12 +57,6 @@ class _Waiter:
     ring: bool = False  # tell the owner that rows may be waiting
     refused: str | None = None  # -> InboxRejected
     failed: str | None = None  # -> InboxUnavailable
-
-
-def _describe(exc: BaseException) -> str:
-    # trio's TooSlowError and a bare TimeoutError carry no message: the type is the news.
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 _INSERT = (
@@ -99,22 +90,17 @@ class InboxWriter:
         # With the defaults, a batch on a silent link fails its statement after 4 s and its
         # reconnect after 3 s: 7 s, under submit_timeout_s, so the request hears the real
         # outcome.  A link that dies between a fresh connect and the retry can still reach it.
-        self._dsn = dsn
         self._on_committed = on_committed
         self._max_batch = max_batch
         self._linger_s = linger_s
         self._submit_timeout_s = submit_timeout_s
-        self._statement_timeout_s = statement_timeout_s
-        self._connect_timeout_s = connect_timeout_s
         self._idle_check_s = idle_check_s
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._send, self._receive = trio.open_memory_channel[_Waiter](queue_capacity)
-        self._conn: DirectConnection | None = None
-        self._in_flight = False  # a statement is on the wire: a cancelled one leaves no clean link
-        self._failures = 0  # connections lost (or not made) since the last success
-        self._connects = 0
-        self._last_attempt = float("-inf")
+        self._link = InboxLink(
+            dsn, statement_timeout_s=statement_timeout_s, connect_timeout_s=connect_timeout_s
+        )
         self._wanted = trio.Event()  # a request arrived while the writer waits to reconnect
         self._started = False
         self.running = False
@@ -125,7 +111,7 @@ class InboxWriter:
     @property
     def reconnects(self) -> int:
         """Connections opened after the first one."""
-        return max(0, self._connects - 1)
+        return max(0, self._link.connects - 1)
 
     def stats(self) -> dict[str, Any]:
         """What the operators' tree shows of the writer (its repr, as fields)."""
@@ -180,8 +166,8 @@ class InboxWriter:
         try:
             while True:
                 try:
-                    if self._conn is None:
-                        await self._connect()
+                    if not self._link.connected:
+                        await self._link.connect()
                     self.running = True
                     if not started:
                         started = self._started = True
@@ -190,73 +176,26 @@ class InboxWriter:
                 except Exception as exc:
                     if not started and not is_transient(exc):
                         raise
-                    self._lost(exc)
+                    self._link.lost(exc)
                 # The first reconnect is immediate: requests are queued behind it.  After a
                 # second failure in a row the database is down: the requests that waited for
                 # that attempt hear 503, and the next attempt waits for the backoff or for a
                 # request, whichever comes first.
-                if self._failures > 1:
+                if self._link.failures > 1:
                     self.running = False
                     self._refuse_queued("the database is unavailable; retry later")
                     delay = backoff_delay(
-                        self._failures - 1, base_s=self._backoff_base_s, cap_s=self._backoff_cap_s
+                        self._link.failures - 1,
+                        base_s=self._backoff_base_s,
+                        cap_s=self._backoff_cap_s,
                     )
                     await self._wait_for_retry(delay)
         finally:
             self.running = self._started = False
             self._refuse_queued("the inbox writer stopped")
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                if self._in_flight:
-                    conn.abort()
-                else:
-                    await conn.close()
+            await self._link.close()
 
     # ---- connection ---------------------------------------------------------------------------
-
-    async def _connect(self) -> None:
-        self._last_attempt = trio.current_time()
-        settings = {
-            "application_name": "auzap-inbox-writer",
-            "statement_timeout": str(int(self._statement_timeout_s * 1000)),
-        }
-        self._conn = await DirectConnection.open(
-            self._dsn, timeout_s=self._connect_timeout_s, server_settings=settings
-        )
-        self._connects += 1
-        if self._failures:
-            log.info("inbox writer reconnected after %d failed attempt(s)", self._failures)
-
-    def _lost(self, exc: Exception) -> None:
-        """Forget a connection that failed; the caller decides when to make a new one."""
-        if self._conn is not None:
-            self._conn.abort()
-            self._conn = None
-        self._in_flight = False
-        self._failures += 1
-        if is_transient(exc):
-            log.warning(
-                "inbox writer: connection failed (%d in a row): %s", self._failures, _describe(exc)
-            )
-        else:
-            log.error("inbox writer failed; reconnecting", exc_info=exc)
-
-    def _connection(self) -> DirectConnection:
-        if self._conn is None:
-            raise RuntimeError("the inbox writer has no connection")  # a bug: callers connect
-        return self._conn
-
-    async def _query(self, query: str, *args: Any) -> list[Any]:
-        conn = self._connection()
-        self._in_flight = True
-        with trio.fail_after(self._statement_timeout_s + _CLIENT_TIMEOUT_MARGIN_S):
-            try:
-                rows = await conn.fetch(query, *args)
-            except Exception:
-                self._in_flight = False  # an error is an answer too; a timeout leaves it set
-                raise
-        self._in_flight = False
-        return rows
 
     async def _wait_for_retry(self, backoff_s: float) -> None:
         """Until the next connect attempt: `backoff_s`, or sooner when a request is waiting
@@ -266,7 +205,7 @@ class InboxWriter:
             self._wanted.set()
         with trio.move_on_after(backoff_s):
             await self._wanted.wait()
-            await trio.sleep_until(self._last_attempt + RETRY_GAP_S)
+            await trio.sleep_until(self._link.last_attempt + RETRY_GAP_S)
 
     def _refuse_queued(self, reason: str) -> None:
         while True:
@@ -286,8 +225,8 @@ class InboxWriter:
                 await self._write(batch)
             else:
                 # Idle: is the link still there?  Cheaper to learn it now than on a webhook.
-                await self._query("SELECT 1")
-                self._failures = 0
+                await self._link.query("SELECT 1")
+                self._link.failures = 0
 
     async def _next_batch(self) -> list[_Waiter]:
         """The next batch, or [] after `idle_check_s` without a request."""
@@ -324,12 +263,12 @@ class InboxWriter:
                     raise
                 # Replace the connection and try the unsettled rows once more before anyone
                 # hears 503: a restarted server or a terminated backend is repaired here.
-                self._lost(exc)
-                await self._connect()
+                self._link.lost(exc)
+                await self._link.connect()
                 await self._store([w for w in unique if not w.settled], retried=True)
-            self._failures = 0
+            self._link.failures = 0
         except Exception as exc:
-            reason = f"the database is unavailable ({_describe(exc)})"
+            reason = f"the database is unavailable ({describe(exc)})"
             for waiter in unique:
                 if not waiter.settled:
                     waiter.failed = reason
@@ -368,7 +307,7 @@ class InboxWriter:
 
     async def _insert(self, waiters: list[_Waiter]) -> set[str]:
         entries = [w.entry for w in waiters]
-        rows = await self._query(
+        rows = await self._link.query(
             _INSERT,
             [e.dedup_key for e in entries],
             [e.instance_name for e in entries],

@@ -29,9 +29,8 @@ from .models import (
     PageQuery,
     SendMessage,
     SettingsChange,
-    parse_body,
-    parse_query,
 )
+from .request_parsing import parse_body, parse_query
 from .settings import settings_change
 
 api = Blueprint("api", __name__, url_prefix="/api/whatsapp")

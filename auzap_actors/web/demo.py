@@ -17,7 +17,8 @@ from .api import current_user
 from .auth import mint_user_token
 from .context import context
 from .errors import ApiError
-from .models import DemoInbound, parse_body
+from .models import DemoInbound
+from .request_parsing import parse_body
 
 demo = Blueprint("demo", __name__)
 

@@ -4,6 +4,7 @@ models of `models.py`), what it answers (the Structs of `schemas.py`), and who m
 `openapi.py` turns this table into the document, keeping only the routes the running app
 serves (the demo routes exist in demo mode only); tests/test_openapi.py fails when the app
 serves a route this table lacks, and runs schemathesis over the rest against a live service.
+The operators' routes and the probes are listed in `operator_operations.py`, spliced in here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from . import schemas
 from .apidoc import (
     ACTOR_CALL,
-    ADMIN,
     API,
     BAD_INPUT,
     HTML,
@@ -36,6 +36,7 @@ from .models import (
     SendMessage,
     SettingsChange,
 )
+from .operator_operations import OPERATOR_OPERATIONS
 
 # Every user route takes `?instance=` (the user's primary instance without it): a selector
 # that names none of the caller's instances is a 404.
@@ -266,112 +267,8 @@ OPERATIONS: tuple[Operation, ...] = (
         WEBHOOK,
         body=schemas.WebhookEnvelope,
     ),
-    # ---- operators (CONTRACT §6) ----
-    Operation(
-        "GET",
-        "/admin",
-        "The health dashboard (a static page; paste the admin token into it)",
-        "operators",
-        {200: Answer("The page.", {"type": "string"}, HTML)},
-    ),
-    Operation(
-        "GET",
-        "/admin/ws",
-        "The dashboard's live socket (WebSocket upgrade): the tree every 2 s",
-        "operators",
-        {101: Answer("Switching protocols.", None), 401: UNAUTHORIZED},
-        ("adminTokenQuery",),
-        websocket=True,
-    ),
-    Operation(
-        "GET",
-        "/admin/tree",
-        "This node, the supervisor, and one entry per actor",
-        "operators",
-        {200: Answer("The tree.", schemas.AdminTree), 401: UNAUTHORIZED},
-        ADMIN,
-    ),
-    *(
-        Operation(
-            "POST",
-            f"/admin/instances/{{name}}/{action}",
-            f"{action.capitalize()} an instance's actor",
-            "operators",
-            {
-                200: Answer("The actor's entry.", schemas.ActorEntry),
-                401: UNAUTHORIZED,
-                404: error("No instance of that name."),
-                503: UNAVAILABLE,
-            },
-            ADMIN,
-            path_params={"name": {"type": "string", "examples": ["user_<uuid>"]}},
-        )
-        for action in ("restart", "stop", "start")
-    ),
-    # Listed by issue 11 (admin API); documented loosely until their filters are written here.
-    Operation(
-        "GET",
-        "/admin/instances",
-        "Instances, paginated, filtered by state, health and organisation",
-        "operators",
-        {
-            200: Answer("A page of instances.", {"type": "object"}),
-            400: BAD_INPUT,
-            401: UNAUTHORIZED,
-            503: UNAVAILABLE,
-        },
-        ADMIN,
-    ),
-    Operation(
-        "GET",
-        "/admin/instances/{name}",
-        "One instance: snapshot, health history, inbox backlog, recent Evolution calls",
-        "operators",
-        {
-            200: Answer("The instance.", {"type": "object"}),
-            401: UNAUTHORIZED,
-            404: error("No instance of that name."),
-            503: UNAVAILABLE,
-        },
-        ADMIN,
-        path_params={"name": {"type": "string"}},
-    ),
-    # ---- probes ----
-    Operation(
-        "GET",
-        "/healthz",
-        "Liveness: 200 while the process serves",
-        "probes",
-        {200: Answer("Alive.", schemas.Liveness)},
-    ),
-    Operation(
-        "GET",
-        "/readyz",
-        "Readiness: the database, the supervisor and the inbox writer",
-        "probes",
-        {
-            200: Answer("Ready.", schemas.Readiness),
-            503: Answer("Not ready; `reasons` says why.", schemas.Readiness),
-        },
-    ),
-    Operation(
-        "GET",
-        "/metrics",
-        "Prometheus metrics (admin token when configured so)",
-        "probes",
-        {
-            200: Answer("Prometheus text format.", {"type": "string"}, "text/plain"),
-            401: UNAUTHORIZED,
-        },
-        ("adminBearer", ""),
-    ),
-    Operation(
-        "GET",
-        "/openapi.json",
-        "This document",
-        "probes",
-        {200: Answer("OpenAPI 3.1.", {"type": "object"})},
-    ),
+    # ---- operators (CONTRACT §6) and probes: operator_operations.py ----
+    *OPERATOR_OPERATIONS,
     # ---- the user page (every mode) ----
     Operation(
         "GET",
