@@ -9,6 +9,7 @@ trio-asyncio, and a bounded wait for a connection (`acquire_timeout_s`).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -17,6 +18,8 @@ import asyncpg
 import trio
 import trio_asyncio
 from triopg._triopg import TrioPoolAcquireContextProxy, TrioPoolProxy
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ACQUIRE_TIMEOUT_S = 5.0
 # Connections the service may hold.  A statement's latency under load is scheduler turns of
@@ -109,13 +112,20 @@ def batch_asyncio_callbacks() -> None:
     ready per iteration; this does the same: after the first callback, the ones queued at that
     moment are run with the loop's own no-wait step (callbacks queued meanwhile wait for the
     next turn, so a turn is bounded).  It is set on this loop object only (an instance
-    attribute shadowing the method), once; trio-asyncio is pinned (STACK-NOTES) and this
-    reaches its private `_main_loop_one` and `_q_recv`, as `_BoundedPool` reaches triopg's."""
+    attribute shadowing the method), once; it reaches trio-asyncio's private `_main_loop_one`
+    and `_q_recv` (as `_BoundedPool` reaches triopg's), so pyproject.toml keeps trio-asyncio
+    below its next minor version; a version without them runs unbatched, with a warning."""
     loop = trio_asyncio.current_loop.get()
     if loop is None or "_main_loop_one" in vars(loop):
         return
-    one = loop._main_loop_one
-    queue = loop._q_recv
+    one = getattr(loop, "_main_loop_one", None)
+    queue = getattr(loop, "_q_recv", None)
+    if one is None or queue is None:
+        log.warning(
+            "this trio-asyncio has no _main_loop_one/_q_recv: database calls run one asyncio"
+            " callback per scheduler round (slower under load)"
+        )
+        return
 
     async def main_loop_turn(no_wait: bool = False) -> None:
         await one(no_wait)
