@@ -14,7 +14,9 @@ from hypercorn.config import Config
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-Mode = Literal["ok", "error", "slow", "refuse"]
+DEEP_JSON = '{"choices": ' + "[" * 5000 + "]" * 5000 + "}"
+
+Mode = Literal["ok", "error", "slow", "refuse", "deep"]
 
 
 @dataclass
@@ -54,6 +56,8 @@ def _app(fake: FakeOpenAI) -> QuartTrio:
             return jsonify({"error": {"message": "bad model", "type": "invalid_request"}}), 400
         if fake.mode == "slow":
             await trio.sleep(fake.slow_s)
+        if fake.mode == "deep":  # valid JSON nested deeper than Python's parser follows
+            return Response(DEEP_JSON, content_type="application/json")
         return jsonify(
             {
                 "id": f"chatcmpl-{len(fake.requests)}",

@@ -183,6 +183,11 @@ async def test_import_refuses_what_is_not_an_export(database_url: str, tmp_path:
     truncated.write_text(json.dumps(header) + "\n")
     code, out, _err = await cli(database_url, "import", str(truncated))
     assert code == 1 and "no end line" in out, out  # incomplete: said, and not a success
+    deep = tmp_path / "deep.ndjson"  # a line nested deeper than Python's parser follows
+    deep.write_text(json.dumps(header) + "\n" + "[" * 5000 + "]" * 5000 + "\n")
+    code, out, err = await cli(database_url, "import", str(deep))
+    assert code == 1 and "line 2: JSON nested too deep" in out, (out, err)
+    assert "Traceback" not in out + err
 
 
 async def test_scheduled_backups_rotate_and_survive_a_failing_round(

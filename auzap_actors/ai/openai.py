@@ -175,7 +175,8 @@ class OpenAIResponder:
         try:
             answer = response.json()
             content = answer["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, RecursionError, KeyError, IndexError, TypeError):
+            # RecursionError: JSON nested deeper than Python's parser follows.
             raise ResponderError("the AI provider's answer has no reply in it") from None
         if not isinstance(content, str) or not content.strip():
             raise ResponderError("the AI provider answered an empty reply")

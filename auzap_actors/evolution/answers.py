@@ -90,7 +90,7 @@ def decode_answer(method: str, path: str, response: httpx.Response) -> Any:
     try:
         body: Any = response.json() if response.content else None
         valid_json = True
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json follows
         body, valid_json = None, False
     if response.status_code >= 400:
         raise error_for_status(

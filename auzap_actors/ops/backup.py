@@ -119,6 +119,8 @@ async def _lines(handle: IO[bytes], progress: Progress) -> AsyncGenerator[tuple[
                 line = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise RestoreError(f"line {number}: not JSON ({exc})") from None
+            except RecursionError:
+                raise RestoreError(f"line {number}: JSON nested too deep") from None
             yield number, line
             progress.advance()
 
