@@ -172,14 +172,24 @@ async def fetch_rows(database_url: str, query: str, *args: Any) -> list[dict[str
         return [dict(r.items()) for r in await pool.fetch(query, *args)]
 
 
-async def inbox_settled(database_url: str, name: str) -> bool:
-    """Whether every stored webhook row of `name` has been applied (or settled)."""
+async def inbox_pending(database_url: str, name: str) -> int:
+    """How many stored webhook rows of `name` are not applied (nor settled) yet."""
     rows = await fetch_rows(
         database_url,
         "SELECT count(*) AS n FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
         name,
     )
-    return bool(rows[0]["n"] == 0)
+    return int(rows[0]["n"])
+
+
+async def inbox_settled(database_url: str, name: str) -> bool:
+    """Whether every stored webhook row of `name` has been applied (or settled)."""
+    return await inbox_pending(database_url, name) == 0
+
+
+def socket_url(service: Running, token: str) -> str:
+    """The browser socket's URL (`/ws?token=`) of a running service."""
+    return service.url.replace("http://", "ws://") + f"/ws?token={token}"
 
 
 async def qr_webhook_applied(database_url: str, name: str) -> bool:

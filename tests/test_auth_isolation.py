@@ -24,6 +24,7 @@ from .helpers import (
     next_frame,
     no_frame,
     sim_post_ok,
+    socket_url,
     user_token,
     wait_frame,
 )
@@ -145,7 +146,7 @@ async def test_socket_ends_when_its_token_expires(
     # PyJWT accepts an `exp` given as a numeric string: the socket must still end at expiry.
     exp = exp_type(int(time.time()) + 2)
     token = jwt.encode({"sub": str(uuid.uuid4()), "exp": exp}, JWT_SECRET, algorithm="HS256")
-    url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    url = socket_url(service, token)
     async with open_websocket_url(url) as ws:
         assert (await next_frame(ws))["type"] == "snapshot"
         with trio.fail_after(5):

@@ -28,6 +28,7 @@ from .helpers import (
     open_instance,
     scrape,
     sim_post_ok,
+    socket_url,
     user_token,
     value,
     wait_frame,
@@ -108,7 +109,7 @@ async def test_a_reply_carries_prompt_and_context_and_provider_failures_change_n
     name, token = await _connected(service, user, "5511900000101")
     contact = "5511988880001"
     jid = f"{contact}@s.whatsapp.net"
-    ws_url = service.url.replace("http://", "ws://") + f"/ws?token={token}"
+    ws_url = socket_url(service, token)
     async with open_websocket_url(ws_url) as ws:
         await next_frame(ws)  # the snapshot
         await _inbound(service, name, contact, "Bom dia!")

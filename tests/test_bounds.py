@@ -29,7 +29,7 @@ from auzap_actors.store.db import open_pool
 from auzap_actors.store.faults import is_transient
 
 from .conftest import ServiceRunner, make_settings
-from .helpers import WEBHOOK_HEADERS, auth, eventually, http, next_frame, user_token
+from .helpers import WEBHOOK_HEADERS, auth, eventually, http, next_frame, socket_url, user_token
 from .payloads import envelope
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -39,10 +39,6 @@ MIB = 1024 * 1024
 def _address(service: Running) -> tuple[str, int]:
     host, port = service.url.removeprefix("http://").rsplit(":", 1)
     return host, int(port)
-
-
-def _ws_url(service: Running, user: uuid.UUID) -> str:
-    return service.url.replace("http://", "ws://") + f"/ws?token={user_token(user)}"
 
 
 async def _read_until_eof(stream: trio.SocketStream) -> bytes:
@@ -71,7 +67,7 @@ async def test_a_user_keeps_at_most_the_cap_the_oldest_socket_goes_first(
     sockets: list[WebSocketConnection] = []
     async with trio.open_nursery() as nursery:
         for n in range(50):
-            ws = await connect_websocket_url(nursery, _ws_url(service, user))
+            ws = await connect_websocket_url(nursery, socket_url(service, user_token(user)))
             sockets.append(ws)
             assert (await next_frame(ws))["type"] == "snapshot"
             if n < 5:
@@ -100,10 +96,11 @@ async def test_the_node_refuses_sockets_over_its_cap_before_the_upgrade(
     hub = service.actors.hub
     async with trio.open_nursery() as nursery:
         sockets = [
-            await connect_websocket_url(nursery, _ws_url(service, uuid.uuid4())) for _ in range(3)
+            await connect_websocket_url(nursery, socket_url(service, user_token(uuid.uuid4())))
+            for _ in range(3)
         ]
         with pytest.raises(ConnectionRejected) as rejected:
-            async with open_websocket_url(_ws_url(service, uuid.uuid4())):
+            async with open_websocket_url(socket_url(service, user_token(uuid.uuid4()))):
                 pass
         assert rejected.value.status_code == 503
         assert dict(rejected.value.headers or [])[b"retry-after"] == b"5"
@@ -111,7 +108,9 @@ async def test_the_node_refuses_sockets_over_its_cap_before_the_upgrade(
         assert hub.refused == 1
         await sockets.pop().aclose()
         await eventually(lambda: hub.open_sockets == 2)
-        sockets.append(await connect_websocket_url(nursery, _ws_url(service, uuid.uuid4())))
+        sockets.append(
+            await connect_websocket_url(nursery, socket_url(service, user_token(uuid.uuid4())))
+        )
         assert (await next_frame(sockets[-1]))["type"] == "snapshot"
         for ws in sockets:
             await ws.aclose()
@@ -147,7 +146,7 @@ async def test_sockets_that_stop_reading_are_closed_and_memory_stays_flat(
     users = [uuid.uuid4() for _ in range(20)]
     # Warm up (first socket, first frames) before the baseline.
     async with trio.open_nursery() as nursery:
-        warm = await connect_websocket_url(nursery, _ws_url(service, uuid.uuid4()))
+        warm = await connect_websocket_url(nursery, socket_url(service, user_token(uuid.uuid4())))
         await next_frame(warm)
         await warm.aclose()
     before = _rss()

@@ -26,6 +26,7 @@ from .helpers import (
     eventually,
     fetch_rows,
     http,
+    inbox_pending,
     inbox_settled,
     user_token,
 )
@@ -116,13 +117,14 @@ async def test_a_large_backlog_is_applied_in_big_groups_in_arrival_order(
     assert conversations == [{"unread": BACKLOG, "n": 7}]
 
 
-async def _pending(runner: ServiceRunner, name: str) -> int:
-    (row,) = await fetch_rows(
+async def _stored_ids(runner: ServiceRunner, name: str) -> list[str]:
+    """The WhatsApp ids of the instance's stored messages, in arrival order."""
+    stored = await fetch_rows(
         runner.database_url,
-        "SELECT count(*) AS n FROM webhook_inbox WHERE instance_name = $1 AND applied_at IS NULL",
+        "SELECT wa_message_id FROM messages WHERE instance_name = $1 ORDER BY seq",
         name,
     )
-    return int(row["n"])
+    return [r["wa_message_id"] for r in stored]
 
 
 async def test_a_hot_instance_answers_its_user_between_turns_of_its_backlog(
@@ -148,17 +150,12 @@ async def test_a_hot_instance_answers_its_user_between_turns_of_its_backlog(
             "/api/whatsapp/settings", headers=auth(user_token(user)), json={"auto_reply": False}
         )
         assert changed.status_code == 200
-        left = await _pending(runner, name)
+        left = await inbox_pending(runner.database_url, name)
     # Answered between turns: most of the backlog was still waiting (before this change the
     # call waited for all of it).
     assert left >= 4 * GROUP_ROWS, left
     await eventually(lambda: inbox_settled(runner.database_url, name), timeout=60)
-    stored = await fetch_rows(
-        runner.database_url,
-        "SELECT wa_message_id FROM messages WHERE instance_name = $1 ORDER BY seq",
-        name,
-    )
-    assert [r["wa_message_id"] for r in stored] == ids
+    assert await _stored_ids(runner, name) == ids
 
 
 async def test_a_poisoned_row_in_a_big_group_is_settled_alone_and_the_rest_in_groups(
@@ -172,12 +169,7 @@ async def test_a_poisoned_row_in_a_big_group_is_settled_alone_and_the_rest_in_gr
     await _store_while_down(runner, name, ids, "bigpoison")
     await runner.start()
     await eventually(lambda: inbox_settled(runner.database_url, name), timeout=60)
-    stored = await fetch_rows(
-        runner.database_url,
-        "SELECT wa_message_id FROM messages WHERE instance_name = $1 ORDER BY seq",
-        name,
-    )
-    assert [r["wa_message_id"] for r in stored] == [i for i in ids if i != "POISON"]
+    assert await _stored_ids(runner, name) == [i for i in ids if i != "POISON"]
     (poisoned,) = await fetch_rows(
         runner.database_url,
         "SELECT outcome, attempts, applied_at IS NOT NULL AS settled FROM webhook_inbox"

@@ -18,11 +18,10 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from auzap_actors.serve import Running
 from auzap_actors.web import ws as ws_module
 
 from .conftest import ServiceRunner, make_settings
-from .helpers import eventually, frames_until_pong, next_frame, user_token
+from .helpers import eventually, frames_until_pong, next_frame, socket_url, user_token
 from .test_logs import captured_logs
 
 NOISY = ("warning", "error", "critical")
@@ -30,10 +29,6 @@ NOISY = ("warning", "error", "critical")
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-
-
-def _ws_url(service: Running, token: str) -> str:
-    return service.url.replace("http://", "ws://") + f"/ws?token={token}"
 
 
 async def _server_close_code(ws: WebSocketConnection, timeout: float = 10) -> int | None:
@@ -58,7 +53,7 @@ async def test_a_bug_after_the_upgrade_is_logged_once_and_closes_with_1011(
         service = await runner.start(AUZAP_LOG_FORMAT="json")
         user = uuid.uuid4()
         token = user_token(user)
-        async with open_websocket_url(_ws_url(service, token)) as ws:
+        async with open_websocket_url(socket_url(service, token)) as ws:
             code = await _server_close_code(ws)
         await eventually(lambda: service.actors.hub.user_subscriber_count(str(user)) == 0)
         await runner.stop()
@@ -80,7 +75,7 @@ async def test_a_client_frame_nested_too_deep_is_skipped(runner: ServiceRunner) 
     settings = make_settings(runner.database_url, runner.tmp_path, AUZAP_LOG_FORMAT="json")
     with captured_logs(settings) as stream:
         service = await runner.start(AUZAP_LOG_FORMAT="json")
-        async with open_websocket_url(_ws_url(service, user_token(uuid.uuid4()))) as ws:
+        async with open_websocket_url(socket_url(service, user_token(uuid.uuid4()))) as ws:
             assert (await next_frame(ws))["type"] == "snapshot"
             # Under the 4,096-character frame limit, deeper than Python's decoder recurses
             # (it raised RecursionError in the reading task, which ended the socket).
@@ -103,7 +98,7 @@ async def test_a_socket_that_ends_normally_logs_no_error(runner: ServiceRunner, 
         service = await runner.start(AUZAP_LOG_FORMAT="json")
         user = uuid.uuid4()
         hub = service.actors.hub
-        async with open_websocket_url(_ws_url(service, user_token(user))) as ws:
+        async with open_websocket_url(socket_url(service, user_token(user))) as ws:
             assert (await next_frame(ws))["type"] == "snapshot"
             await ws.send_message(json.dumps({"type": "ping"}))
             await frames_until_pong(ws)

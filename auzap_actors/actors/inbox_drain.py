@@ -82,11 +82,10 @@ class InboxDrain:
         change goes through the step on its own, after the group before it.  Rows are read
         with the group that follows (one trip across the trio->asyncio bridge per round), and
         the drain ends at a round that found less than a full group: a row stored since then
-        rang the doorbell again (answered just below, before the first read)."""
-        self.host.mailbox.answer_doorbell()
-        while await self._drain_round():
-            pass
-        self.behind = False
+        rang the doorbell again (each turn answers it before its read)."""
+        await self.drain_turn()
+        while self.behind:
+            await self.drain_turn()
 
     async def drain_turn(self) -> None:
         """Apply at most one round (GROUP_ROWS rows) of the stored rows, leaving `behind` set
